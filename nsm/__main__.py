@@ -1,0 +1,5 @@
+import sys
+
+from nsm.cli import main
+
+sys.exit(main())

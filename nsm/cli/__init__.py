@@ -1,0 +1,55 @@
+"""The ``nsm`` command: one sub-command a module, each with ``register(subparsers)``.
+
+Sub-command modules import heavy libraries (torch, kubernetes, modal) inside their handlers,
+so ``nsm --help`` stays fast and ``nsm crd`` works without torch being loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from nsm import __version__
+
+# (module, sub-commands it registers), in the order `nsm --help` lists them.
+SUBCOMMAND_MODULES = (
+    "nsm.cli.train",
+    "nsm.cli.validate",
+    "nsm.cli.baselines",
+    "nsm.cli.report",
+    "nsm.cli.crd",
+    "nsm.cli.modal",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nsm",
+        description="Train and check the Neural Symbolic Model (NSM).",
+    )
+    parser.add_argument("--version", action="version", version=f"nsm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a missing dependency inside an existing module is a bug
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

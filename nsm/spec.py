@@ -1,0 +1,352 @@
+"""The NSMTraining resource: one pydantic model for the CLI, the operator, the CRD and Modal.
+
+Field names are snake_case in Python and camelCase on the wire (``batchSize``); both spellings
+are accepted when parsing. Every constraint here is also emitted into the CRD's
+openAPIV3Schema (``nsm crd``), so the API server rejects a bad value at ``kubectl apply`` and
+pydantic rejects it again in the CLI and the operator, each naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "nsm.dev"
+API_VERSION = "v1alpha1"
+KIND = "NSMTraining"
+PLURAL = "nsmtrainings"
+SHORT_NAME = "nsmt"
+
+# Job names are `<training>-a<attempt>` and Job names must fit a 63-character label value.
+MAX_NAME_LENGTH = 56
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Kubernetes resource.Quantity, as the API server's own regular expression spells it.
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+
+
+class Domain(str, Enum):
+    planning = "planning"
+    causal = "causal"
+    kg = "kg"
+
+
+class Target(str, Enum):
+    kubernetes = "kubernetes"
+    modal = "modal"
+
+
+class LRSchedule(str, Enum):
+    none = "none"
+    plateau = "plateau"
+    cosine = "cosine"
+
+
+class AmpDtype(str, Enum):
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class GPUProduct(str, Enum):
+    """GPU models by the names Modal uses; the operator maps them to node labels."""
+
+    T4 = "T4"
+    L4 = "L4"
+    A10G = "A10G"
+    L40S = "L40S"
+    A100_40GB = "A100-40GB"
+    A100_80GB = "A100-80GB"
+    H100 = "H100"
+    H200 = "H200"
+    B200 = "B200"
+
+
+# The seed's production recommendations, per domain.
+DOMAIN_DEFAULTS: dict[Domain, dict[str, Any]] = {
+    Domain.planning: {"cycle_weight": 0.01, "pool_ratio": 0.5, "dataset": {"num_problems": 2858}},
+    Domain.causal: {"cycle_weight": 0.01, "pool_ratio": 0.5, "dataset": {"num_scenarios": 1000}},
+    Domain.kg: {
+        "cycle_weight": 0.05,
+        "pool_ratio": 0.13,
+        "dataset": {"num_entities": 200, "num_triples": 2500},
+    },
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+    )
+
+
+def _quantity(value: Any) -> Any:
+    # YAML turns `cpu: 4` into an int; the API server's int-or-string does the same.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+class DatasetSpec(_Model):
+    """Generation parameters; which ones apply depends on the domain."""
+
+    num_problems: int | None = Field(
+        None, ge=10, le=1_000_000, description="planning: number of planning problems."
+    )
+    num_scenarios: int | None = Field(
+        None, ge=10, le=1_000_000, description="causal: number of causal scenarios."
+    )
+    num_entities: int | None = Field(
+        None, ge=10, le=1_000_000, description="kg: number of entities in the knowledge graph."
+    )
+    num_triples: int | None = Field(
+        None, ge=10, le=10_000_000, description="kg: number of triples in the knowledge graph."
+    )
+
+
+_DATASET_FIELDS: dict[Domain, tuple[str, ...]] = {
+    Domain.planning: ("num_problems",),
+    Domain.causal: ("num_scenarios",),
+    Domain.kg: ("num_entities", "num_triples"),
+}
+
+
+class OptimizationSpec(_Model):
+    amp: bool = Field(False, description="Automatic mixed precision (autocast).")
+    amp_dtype: AmpDtype = Field(
+        AmpDtype.bfloat16,
+        description="Autocast dtype: bfloat16 (CPU and CUDA) or float16 (CUDA, with a GradScaler).",
+    )
+    tf32: bool = Field(True, description="Allow TF32 matmuls and convolutions on Ampere+ GPUs.")
+    lr_schedule: LRSchedule = Field(LRSchedule.plateau, description="Learning-rate schedule.")
+    gradient_clip: float = Field(
+        1.0, ge=0.0, le=1000.0, description="Max global gradient norm; 0 disables clipping."
+    )
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
+
+
+class EarlyStoppingSpec(_Model):
+    patience: int = Field(
+        20, ge=0, le=10_000, description="Epochs without val-loss improvement before stopping; 0 disables."
+    )
+    min_delta: float = Field(0.0, ge=0.0, description="Smallest val-loss decrease that counts as improvement.")
+
+
+class StorageSpec(_Model):
+    size: str = Field("10Gi", pattern=QUANTITY_PATTERN, description="PVC size for checkpoints.")
+    storage_class_name: str | None = Field(None, description="StorageClass of the PVC; cluster default if null.")
+    existing_claim: str | None = Field(
+        None, description="Use this existing PVC instead of creating one (never deleted by the operator)."
+    )
+    retain: bool = Field(True, description="Keep the checkpoint PVC when the NSMTraining is deleted.")
+
+    _q = field_validator("size", mode="before")(classmethod(lambda cls, v: _quantity(v)))
+
+
+class CheckpointSpec(_Model):
+    every_epochs: int = Field(10, ge=1, le=100_000, description="Write epoch-NNNN.pt every N epochs.")
+    keep: int = Field(3, ge=1, le=1000, description="How many epoch-NNNN.pt files to keep.")
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+
+
+class DataLoaderSpec(_Model):
+    num_workers: int = Field(4, ge=0, le=64, description="DataLoader worker processes.")
+    pin_memory: bool = Field(True, description="Pin host memory for faster host-to-GPU copies.")
+    persistent_workers: bool = Field(True, description="Keep workers alive between epochs.")
+    prefetch_factor: int = Field(2, ge=1, le=64, description="Batches prefetched per worker.")
+
+
+class GPUSpec(_Model):
+    count: int = Field(1, ge=0, le=16, description="GPUs per attempt (nvidia.com/gpu); 0 runs on CPU.")
+    product: GPUProduct = Field(GPUProduct.A100_40GB, description="GPU model.")
+
+
+class ResourcesSpec(_Model):
+    gpu: GPUSpec = Field(default_factory=GPUSpec)
+    cpu: str = Field("4", pattern=QUANTITY_PATTERN, description="CPU request of the trainer.")
+    memory: str = Field("16Gi", pattern=QUANTITY_PATTERN, description="Memory request and limit of the trainer.")
+
+    _q = field_validator("cpu", "memory", mode="before")(classmethod(lambda cls, v: _quantity(v)))
+
+
+class RetrySpec(_Model):
+    max_retries: int = Field(2, ge=0, le=20, description="Retries after the first attempt.")
+    backoff_coefficient: float = Field(2.0, ge=1.0, le=10.0, description="Delay multiplier per retry.")
+    initial_delay_seconds: float = Field(60.0, ge=0.0, le=86_400.0, description="Delay before the first retry.")
+    max_delay_seconds: float = Field(3600.0, ge=0.0, le=86_400.0, description="Upper bound of any retry delay.")
+
+    def delay(self, failed_attempt: int) -> float:
+        """Seconds to wait after attempt ``failed_attempt`` (1-based) failed."""
+        if failed_attempt < 1:
+            raise ValueError(f"RetrySpec.delay: attempt must be >= 1, got {failed_attempt}")
+        return min(
+            self.max_delay_seconds,
+            self.initial_delay_seconds * self.backoff_coefficient ** (failed_attempt - 1),
+        )
+
+
+class ModalSpec(_Model):
+    app: str = Field("nsm-trainer", min_length=1, max_length=64, description="Modal app name.")
+    volume: str = Field("nsm-checkpoints", min_length=1, max_length=64, description="Modal Volume for checkpoints.")
+
+
+class ModelSpec(_Model):
+    hidden_dim: int = Field(64, ge=8, le=1024, description="Hidden width of every level.")
+    num_bases: int | None = Field(
+        None, ge=1, le=64, description="R-GCN basis count; null picks min(8, number of relations)."
+    )
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout probability.")
+
+
+class NSMTrainingSpec(_Model):
+    """What to train, how, where, and how to recover."""
+
+    domain: Domain = Field(description="Reasoning domain.")
+    target: Target = Field(Target.kubernetes, description="Where the training runs.")
+    epochs: int = Field(100, ge=1, le=100_000, description="Maximum number of epochs.")
+    batch_size: int = Field(64, ge=1, le=65_536, description="Graphs per mini-batch.")
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="Initial learning rate.")
+    cycle_weight: float | None = Field(
+        None, ge=0.0, le=100.0, description="Weight of the cycle-consistency loss (domain default if null)."
+    )
+    pool_ratio: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Fraction of nodes the WHY step keeps (domain default if null)."
+    )
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed of data generation, splits and training.")
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    optimization: OptimizationSpec = Field(default_factory=OptimizationSpec)
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    data_loader: DataLoaderSpec = Field(default_factory=DataLoaderSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    timeout_seconds: int = Field(7200, ge=1, le=30 * 86_400, description="Wall-clock limit of one attempt.")
+    image: str | None = Field(None, description="Trainer image; the operator's default if null.")
+    suspend: bool = Field(False, description="Stop the active attempt and keep its checkpoint.")
+    queue_name: str | None = Field(None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name).")
+    modal: ModalSpec = Field(default_factory=ModalSpec)
+
+    @model_validator(mode="after")
+    def _domain_defaults(self) -> "NSMTrainingSpec":
+        defaults = DOMAIN_DEFAULTS[self.domain]
+        if self.cycle_weight is None:
+            self.cycle_weight = defaults["cycle_weight"]
+        if self.pool_ratio is None:
+            self.pool_ratio = defaults["pool_ratio"]
+        allowed = _DATASET_FIELDS[self.domain]
+        for name in DatasetSpec.model_fields:
+            if name not in allowed and getattr(self.dataset, name) is not None:
+                raise ValueError(
+                    f"dataset.{to_camel(name)} does not apply to domain {self.domain.value!r} "
+                    f"(use {', '.join(to_camel(a) for a in allowed)})"
+                )
+            if name in allowed and getattr(self.dataset, name) is None:
+                setattr(self.dataset, name, defaults["dataset"][name])
+        if self.retry.max_delay_seconds < self.retry.initial_delay_seconds:
+            raise ValueError("retry.maxDelaySeconds must be >= retry.initialDelaySeconds")
+        return self
+
+    def dataset_params(self) -> dict[str, int]:
+        """Generation parameters of this domain, snake_case (``num_problems`` …)."""
+        return {name: getattr(self.dataset, name) for name in _DATASET_FIELDS[self.domain]}
+
+    def to_wire(self) -> dict[str, Any]:
+        """camelCase JSON-compatible dict, as stored in the resource."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "nsm-local"
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_name(cls, v: str) -> str:
+        if len(v) > MAX_NAME_LENGTH or not _DNS1123.match(v):
+            raise ValueError(
+                f"must be a DNS-1123 label of at most {MAX_NAME_LENGTH} characters "
+                "(lower-case letters, digits and '-')"
+            )
+        return v
+
+
+class NSMTraining(BaseModel):
+    """A whole NSMTraining object (``kubectl get nsmt X -o yaml`` parses too; status is ignored)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    api_version: Literal["nsm.dev/v1alpha1"] = Field(f"{API_GROUP}/{API_VERSION}", alias="apiVersion")
+    kind: Literal["NSMTraining"] = KIND
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: NSMTrainingSpec
+
+
+class SpecError(ValueError):
+    """An invalid NSMTraining; ``str()`` names every offending field (``spec.poolRatio: …``)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in problems))
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _spec_error(exc: ValidationError, prefix: str) -> SpecError:
+    problems = []
+    for err in exc.errors():
+        loc = _field_path(tuple(err["loc"]))
+        # A model-level check has no location of its own; its message names the field.
+        loc = ".".join(p for p in (prefix, loc) if p)
+        problems.append((loc, err["msg"].removeprefix("Value error, ")))
+    return SpecError(problems)
+
+
+def parse_spec(spec: dict[str, Any]) -> NSMTrainingSpec:
+    """Validate a ``spec`` mapping (camelCase or snake_case); raises :class:`SpecError`."""
+    try:
+        return NSMTrainingSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise _spec_error(exc, "spec") from None
+
+
+def parse_training(obj: dict[str, Any]) -> NSMTraining:
+    """Validate a whole NSMTraining object; raises :class:`SpecError`."""
+    if not isinstance(obj, dict):
+        raise SpecError([("", f"expected an NSMTraining mapping, got {type(obj).__name__}")])
+    try:
+        return NSMTraining.model_validate(obj)
+    except ValidationError as exc:
+        raise _spec_error(exc, "") from None
+
+
+def load_training(path: str | Path) -> NSMTraining:
+    """Read the first NSMTraining document of a YAML file."""
+    text = Path(path).read_text()
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise SpecError([("", f"{path}: not valid YAML: {exc}")]) from None
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind", KIND) == KIND:
+            return parse_training(doc)
+    raise SpecError([("", f"{path}: no {KIND} document found")])
