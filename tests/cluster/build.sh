@@ -13,8 +13,9 @@
 # temporary directory next to its final place and renamed into place; an flock on bin/.lock keeps
 # two concurrent invocations from building the same thing twice.
 #
-# Usage: tests/cluster/build.sh [--print-env]
+# Usage: tests/cluster/build.sh [--print-env] [--check]
 #   --print-env  print NSM_BIN_<TOOL>=<path> lines on stdout (logs always go to stderr)
+#   --check      build nothing; exit 0 when everything is cached, 1 when a build is needed
 # Env:   NSM_CACHE_DIR, XDG_CACHE_HOME  cache location (see above)
 #        GO                             go binary (default: `go` on PATH, else /usr/local/go/bin/go)
 #        NSM_BUILD_JOBS                 go build -p (default: number of CPUs)
@@ -27,10 +28,12 @@ REPO="$(cd "$HERE/../.." && pwd)"
 . "$HERE/versions.sh"
 
 PRINT_ENV=0
+CHECK=0
 for arg in "$@"; do
   case "$arg" in
     --print-env) PRINT_ENV=1 ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --check) CHECK=1 ;;
+    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -122,6 +125,11 @@ if all_fresh; then
   exit 0
 fi
 
+if [[ "$CHECK" == 1 ]]; then
+  log "some binaries need a build (run tests/cluster/build.sh)"
+  exit 1
+fi
+
 # Cold path: serialise with other invocations.
 exec 9>"$BIN_DIR/.lock"
 if ! flock -n 9; then
@@ -145,9 +153,10 @@ log "go: $("$GO" version) (GOCACHE=$("$GO" env GOCACHE), GOMODCACHE=$("$GO" env 
 TMP_DIRS=()
 cleanup() { local d; for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do rm -rf "$d"; done; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-new_tmp() { # name -> prints a fresh temp dir under BIN_DIR (same filesystem: rename is atomic)
-  local d; d="$(mktemp -d "$BIN_DIR/.tmp-$1.XXXXXX")"; TMP_DIRS+=("$d"); echo "$d"
+new_tmp() { # name -> sets NEW_TMP to a fresh temp dir under BIN_DIR (same filesystem: rename is atomic)
+  NEW_TMP="$(mktemp -d "$BIN_DIR/.tmp-$1.XXXXXX")"; TMP_DIRS+=("$NEW_TMP")
 }
 
 install_dir() { # tmp final key
@@ -171,14 +180,14 @@ timed() { # label cmd...
 
 build_module() { # module_src_dir tmp_out -- go build args (runs in a copy of the module: the clone stays untouched)
   local src="$1" out="$2"; shift 2
-  local work; work="$(new_tmp src)"
+  new_tmp src; local work="$NEW_TMP"
   cp "$src"/go.mod "$src"/go.sum "$work"/
   cp "$src"/*.go "$work"/ 2>/dev/null || true
   (cd "$work" && GOFLAGS=-mod=mod "$GO" build -p "$JOBS" -trimpath "$@")
 }
 
 if ! is_fresh "$K8S_DIR" "$K8S_KEY" kube-apiserver kube-controller-manager kube-scheduler; then
-  t="$(new_tmp kubernetes)"
+  new_tmp kubernetes; t="$NEW_TMP"
   timed "kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION" \
     build_module "$K8S_MOD" "$t" -ldflags "$K8S_LDFLAGS" -o "$t/" \
       k8s.io/kubernetes/cmd/kube-apiserver \
@@ -188,27 +197,27 @@ if ! is_fresh "$K8S_DIR" "$K8S_KEY" kube-apiserver kube-controller-manager kube-
 fi
 
 if ! is_fresh "$ETCD_DIR" "$ETCD_KEY" etcd; then
-  t="$(new_tmp etcd)"
+  new_tmp etcd; t="$NEW_TMP"
   timed "etcd $ETCD_VERSION" build_module "$ETCD_MOD" "$t" -ldflags "$ETCD_LDFLAGS" -o "$t/etcd" .
   install_dir "$t" "$ETCD_DIR" "$ETCD_KEY"
 fi
 
 if ! is_fresh "$KWOK_DIR" "$KWOK_KEY" kwok kwokctl; then
-  t="$(new_tmp kwok)"
+  new_tmp kwok; t="$NEW_TMP"
   timed "kwok, kwokctl $KWOK_VERSION" env GOBIN="$t" GOFLAGS= "$GO" install -p "$JOBS" -trimpath -ldflags "$KWOK_LDFLAGS" \
     "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
   install_dir "$t" "$KWOK_DIR" "$KWOK_KEY"
 fi
 
 if ! is_fresh "$HELM_DIR" "$HELM_KEY" helm; then
-  t="$(new_tmp helm)"
+  new_tmp helm; t="$NEW_TMP"
   timed "helm $HELM_VERSION" env GOBIN="$t" GOFLAGS= "$GO" install -p "$JOBS" -trimpath -ldflags "$HELM_LDFLAGS" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   install_dir "$t" "$HELM_DIR" "$HELM_KEY"
 fi
 
 if ! is_fresh "$KUBECTL_DIR" "$KUBECTL_KEY" kubectl; then
-  t="$(new_tmp kubectl)"
+  new_tmp kubectl; t="$NEW_TMP"
   log "caching kubectl $KUBECTL_VERSION from $KUBECTL_SRC"
   cp "$KUBECTL_SRC" "$t/kubectl"
   chmod 755 "$t/kubectl"
