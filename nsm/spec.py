@@ -195,6 +195,9 @@ class RetrySpec(_Model):
 class ModalSpec(_Model):
     app: str = Field("nsm-trainer", min_length=1, max_length=64, description="Modal app name.")
     volume: str = Field("nsm-checkpoints", min_length=1, max_length=64, description="Modal Volume for checkpoints.")
+    environment: str | None = Field(
+        None, min_length=1, max_length=64, description="Modal environment; the workspace's default if null."
+    )
 
 
 class ModelSpec(_Model):

@@ -1,0 +1,191 @@
+"""``nsm modal``: train an NSMTraining on Modal instead of a Kubernetes cluster.
+
+  nsm modal deploy [-f nsmtraining.yaml]          deploy the trainer App (spec.modal.app)
+  nsm modal run -f nsmtraining.yaml [--detach]    spawn a training; print the call id and follow it
+  nsm modal cancel CALL_ID                        cancel a call
+
+Credentials are Modal's own (``modal token new``, ``~/.modal.toml`` or MODAL_TOKEN_ID /
+MODAL_TOKEN_SECRET). GPU, CPU, memory, timeout, retries and the Volume come from the spec; see
+docs/modal.md. ``run`` deploys the App first when it is missing and keeps Modal's retries on
+(``spec.retry`` within Modal's limits). Exit codes: 0 succeeded (or detached), 2 invalid spec,
+3 diverged, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from typing import Any
+
+from nsm.spec import SpecError
+
+EXIT_OK, EXIT_ERROR, EXIT_INVALID_SPEC, EXIT_DIVERGED = 0, 1, 2, 3
+FOLLOW_SECONDS = 10.0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from nsm.cli.train import add_spec_arguments
+
+    p = subparsers.add_parser("modal", help="train on Modal (deploy the App, run a training)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="modal_command", metavar="ACTION")
+    p.set_defaults(handler=lambda args: (p.print_help(), EXIT_INVALID_SPEC)[1])
+
+    deploy = sub.add_parser("deploy", help="deploy the trainer App for a spec (default: the embedded one)")
+    add_spec_arguments(deploy)
+    deploy.add_argument("--app", help="App name (default: spec.modal.app)")
+    deploy.add_argument("--strict", action="store_true",
+                        help="refuse retry settings beyond Modal's limits instead of clamping them")
+    deploy.set_defaults(handler=handle_deploy)
+
+    run = sub.add_parser("run", help="spawn a training on Modal and follow it")
+    add_spec_arguments(run)
+    run.add_argument("--name", help="training name: the Volume directory (default: metadata.name)")
+    run.add_argument("--detach", action="store_true", help="print the call id and return")
+    run.add_argument("--strict", action="store_true",
+                     help="refuse retry settings beyond Modal's limits instead of clamping them")
+    run.add_argument("--poll-seconds", type=float, default=FOLLOW_SECONDS, help="follow interval")
+    run.set_defaults(handler=handle_run)
+
+    cancel = sub.add_parser("cancel", help="cancel a call")
+    cancel.add_argument("call_id")
+    cancel.set_defaults(handler=handle_cancel)
+
+
+def _err(text: str) -> None:
+    print(f"nsm modal: {text}", file=sys.stderr)
+
+
+def _modal_ready() -> bool:
+    if importlib.util.find_spec("modal") is None:
+        _err("the Modal SDK is not installed: pip install 'nsm-operator[modal]'")
+        return False
+    from modal.config import config
+
+    if not (config.get("token_id") and config.get("token_secret")):
+        _err("no Modal credentials: run `modal token new`, or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET")
+        return False
+    return True
+
+
+def _training(args: argparse.Namespace) -> Any:
+    from nsm.cli.train import build_training
+    from nsm.modal.mapping import modal_options
+
+    training = build_training(args)
+    options = modal_options(training.spec, strict=args.strict)
+    for warning in options.warnings:
+        _err(f"warning: {warning}")
+    return training
+
+
+def _bridge() -> Any:
+    from nsm.modal.bridge import SDKBridge
+
+    return SDKBridge(modal_retries=True)
+
+
+def handle_deploy(args: argparse.Namespace) -> int:
+    from nsm.modal.bridge import BridgeError
+    from nsm.modal.mapping import ModalLimitError
+
+    try:
+        training = _training(args)
+    except (SpecError, ModalLimitError, ValueError) as exc:
+        _err(f"invalid spec: {exc}")
+        return EXIT_INVALID_SPEC
+    if args.app:
+        training.spec.modal.app = args.app
+    if not _modal_ready():
+        return EXIT_ERROR
+    try:
+        app = _bridge().deploy(training.spec)
+    except BridgeError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    env = training.spec.modal.environment or "default"
+    print(f"deployed Modal app {app!r} (function 'train', environment {env}, volume {training.spec.modal.volume!r})")
+    return EXIT_OK
+
+
+def _progress_line(row: dict[str, Any], epochs: int) -> str:
+    return (f"epoch {row.get('epoch', '?'):>4}/{epochs}  train loss {row.get('train_loss', float('nan')):.4f}"
+            f" | val loss {row.get('val_loss', float('nan')):.4f} acc {row.get('val_accuracy', float('nan')):.3f}")
+
+
+def follow(bridge: Any, training: Any, name: str, call_id: str, poll_seconds: float) -> int:
+    """Print new epochs from the Volume's history.json until the call ends; return the exit code."""
+    from nsm.modal.bridge import BridgeError, Expired, Failed, Pending, Succeeded
+
+    spec, shown = training.spec, 0
+    while True:
+        try:
+            outcome = bridge.poll(call_id)
+            history = bridge.read_json(spec, name, "history.json") or []
+        except BridgeError as exc:
+            _err(f"{exc} (still following; Ctrl-C to stop, the call keeps running)")
+            outcome, history = Pending(), []
+        for row in history[shown:]:
+            print(_progress_line(row, spec.epochs), flush=True)
+        shown = max(shown, len(history))
+        if isinstance(outcome, Succeeded):
+            result = outcome.result
+            print(f"succeeded: {result.get('status', 'completed')} ({result.get('stop_reason', '')}) after "
+                  f"{result.get('epochs_run', '?')} epochs; results in volume {spec.modal.volume!r} at "
+                  f"{name}/results.json")
+            return EXIT_OK
+        if isinstance(outcome, Failed):
+            _err(f"failed: {outcome.reason}: {outcome.message}")
+            return {"InvalidSpec": EXIT_INVALID_SPEC, "Diverged": EXIT_DIVERGED}.get(outcome.reason, EXIT_ERROR)
+        if isinstance(outcome, Expired):
+            _err(f"{outcome.message}")
+            return EXIT_ERROR
+        time.sleep(poll_seconds)
+
+
+def handle_run(args: argparse.Namespace) -> int:
+    from nsm.modal.bridge import BridgeError, new_token
+    from nsm.modal.mapping import ModalLimitError
+
+    if args.file is None:
+        _err("run needs -f nsmtraining.yaml")
+        return EXIT_INVALID_SPEC
+    try:
+        training = _training(args)
+    except (SpecError, ModalLimitError, ValueError) as exc:
+        _err(f"invalid spec: {exc}")
+        return EXIT_INVALID_SPEC
+    if not _modal_ready():
+        return EXIT_ERROR
+    name = args.name or training.metadata.name
+    bridge = _bridge()
+    try:
+        call_id = bridge.spawn(training.spec, name, 1, new_token())
+    except BridgeError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    print(f"call id: {call_id}", flush=True)
+    if args.detach:
+        print(f"detached; cancel with: nsm modal cancel {call_id}")
+        return EXIT_OK
+    try:
+        return follow(bridge, training, name, call_id, args.poll_seconds)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; the call keeps running. Cancel with: nsm modal cancel {call_id}")
+        return 130
+
+
+def handle_cancel(args: argparse.Namespace) -> int:
+    from nsm.modal.bridge import BridgeError
+
+    if not _modal_ready():
+        return EXIT_ERROR
+    try:
+        _bridge().cancel(args.call_id)
+    except BridgeError as exc:
+        _err(str(exc))
+        return EXIT_ERROR
+    print(f"cancelled {args.call_id}")
+    return EXIT_OK

@@ -1,0 +1,340 @@
+"""The Modal bridge: the only door between the operator (or the CLI) and Modal's SDK.
+
+Interface (:class:`ModalBridge`), small on purpose::
+
+    deploy(spec)                                  -> app name
+    spawn(spec, name, attempt, token)             -> call id
+    poll(call_id)                                 -> Pending | Succeeded | Failed | Expired
+    cancel(call_id)
+    read_json(spec, name, filename)               -> parsed file from the Volume, or None
+    find_call(spec, name, attempt)                -> the call's start record, or None
+    retire(spec, name)                            -> rewrite the fence: no pending call may start
+
+Every method is synchronous and runs the SDK under its own deadline (a daemon thread joined with a
+timeout): with Modal's servers unreachable an SDK call otherwise hangs for about a minute. Errors
+that are not an outcome of the call (timeout, bad credentials, app not deployed …) raise
+:class:`BridgeError`, whose ``reason`` / ``message`` go into the NSMTraining's status; messages
+are redacted so that a token never reaches a log, an event or the status.
+
+:class:`SDKBridge` is the real implementation; tests and the operator's e2e tier substitute a
+fake (``tests/fakes/modal_bridge.py``) through ``NSM_OPERATOR_MODAL_BRIDGE=module:factory``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from nsm.modal.runner import CALLS_DIR, FENCE_FILE, HISTORY_FILE, RESULTS_FILE
+from nsm.spec import NSMTrainingSpec
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEPLOY_TIMEOUT_SECONDS = 1800.0  # image builds are slow the first time
+_TOKEN_PATTERN = re.compile(r"\b(?:ak|as|wk|ws)-[A-Za-z0-9]{6,}\b")
+REDACTED = "***"
+
+
+# --- outcomes of a call ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The call has no result yet (queued, starting, training, or being retried by Modal)."""
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+    message: str
+    retryable: bool
+
+
+@dataclass(frozen=True)
+class Expired:
+    """Modal no longer keeps the call's output (outputs expire some days after the call ends)."""
+
+    message: str = "the call's output has expired on Modal; see the Volume for results.json"
+
+
+Outcome = Pending | Succeeded | Failed | Expired
+
+
+class BridgeError(Exception):
+    """Talking to Modal failed; ``str()`` is safe to log and to put in status."""
+
+    def __init__(self, reason: str, message: str, *, retryable: bool = True):
+        self.reason = reason
+        self.message = message
+        self.retryable = retryable
+        super().__init__(f"{reason}: {message}")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A Modal token (``MODAL_TOKEN_ID`` / ``MODAL_TOKEN_SECRET``); ``repr`` never shows it."""
+
+    token_id: str = field(repr=False)
+    token_secret: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Credentials(token_id=***, token_secret=***)"
+
+    __str__ = __repr__
+
+
+@runtime_checkable
+class ModalBridge(Protocol):
+    def deploy(self, spec: NSMTrainingSpec) -> str: ...
+
+    def spawn(self, spec: NSMTrainingSpec, name: str, attempt: int, token: str) -> str: ...
+
+    def poll(self, call_id: str) -> Outcome: ...
+
+    def cancel(self, call_id: str) -> None: ...
+
+    def read_json(self, spec: NSMTrainingSpec, name: str, filename: str) -> Any: ...
+
+    def find_call(self, spec: NSMTrainingSpec, name: str, attempt: int) -> dict[str, Any] | None: ...
+
+    def retire(self, spec: NSMTrainingSpec, name: str) -> None: ...
+
+
+def new_token() -> str:
+    """A launch token for :meth:`ModalBridge.spawn` (the fence; see ``nsm.modal.runner``)."""
+    return uuid.uuid4().hex
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with every secret and anything shaped like a Modal token replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return _TOKEN_PATTERN.sub(REDACTED, text)
+
+
+def call_with_deadline(fn: Callable[[], T], timeout: float, what: str) -> T:
+    """Run ``fn`` in a daemon thread; :class:`BridgeError` ``ModalTimeout`` after ``timeout`` s.
+
+    A timed-out call keeps running in its thread until the SDK gives up by itself; its result is
+    dropped. Daemon threads never block the process from exiting.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"modal-{what}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise BridgeError(
+            "ModalTimeout",
+            f"Modal did not answer {what} within {timeout:g} s (are Modal's servers reachable?)",
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _modal_exceptions() -> Any:
+    try:
+        import modal.exception as mexc
+    except ImportError:
+        return None
+    return mexc
+
+
+def classify(exc: BaseException, what: str, secrets: tuple[str, ...] = ()) -> BridgeError:
+    """An SDK exception as a :class:`BridgeError` with a clear, redacted message."""
+    if isinstance(exc, BridgeError):
+        return BridgeError(exc.reason, redact(exc.message, secrets), retryable=exc.retryable)
+    detail = redact(str(exc) or type(exc).__name__, secrets)
+    mexc = _modal_exceptions()
+    if mexc is not None:
+        if isinstance(exc, mexc.AuthError):
+            return BridgeError("ModalAuthError", f"Modal rejected the credentials during {what} "
+                               f"(check MODAL_TOKEN_ID / MODAL_TOKEN_SECRET): {detail}", retryable=False)
+        if isinstance(exc, mexc.PermissionDeniedError):
+            return BridgeError("ModalPermissionDenied", f"{what}: the Modal token may not do this: {detail}",
+                               retryable=False)
+        if isinstance(exc, mexc.NotFoundError):
+            return BridgeError("ModalNotFound", f"{what}: {detail}", retryable=False)
+        if isinstance(exc, mexc.InvalidError):
+            return BridgeError("ModalInvalid", f"{what}: {detail}", retryable=False)
+        if isinstance(exc, (mexc.ConnectionError, mexc.TimeoutError)):
+            return BridgeError("ModalUnreachable", f"{what}: {detail}")
+    if isinstance(exc, (ConnectionError, OSError, TimeoutError)):
+        return BridgeError("ModalUnreachable", f"{what}: {detail}")
+    return BridgeError("ModalError", f"{what}: {type(exc).__name__}: {detail}")
+
+
+def outcome_of(value: Any) -> Outcome:
+    """The Function's return value (see ``nsm.modal.runner``) as an outcome."""
+    if isinstance(value, dict) and value.get("ok") is True:
+        return Succeeded(result=value.get("result") or {})
+    if isinstance(value, dict) and value.get("ok") is False:
+        return Failed(reason=str(value.get("reason") or "TrainerFailed"),
+                      message=str(value.get("message") or ""), retryable=bool(value.get("retryable")))
+    return Failed("UnexpectedResult", f"the Modal Function returned {type(value).__name__}", retryable=False)
+
+
+def outcome_of_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> Outcome | None:
+    """What ``FunctionCall.get(timeout=0)`` raising ``exc`` says about the call; None: not an outcome."""
+    mexc = _modal_exceptions()
+    detail = redact(str(exc) or type(exc).__name__, secrets)
+    if mexc is not None:
+        if isinstance(exc, mexc.OutputExpiredError):  # before TimeoutError: it is a subclass
+            return Expired()
+        if isinstance(exc, mexc.FunctionTimeoutError):
+            return Failed("AttemptTimeout", f"the attempt ran past spec.timeoutSeconds: {detail}", retryable=True)
+        if isinstance(exc, mexc.TimeoutError):
+            return Pending()
+        if isinstance(exc, mexc.InputCancellation):
+            return Failed("Cancelled", "the call was cancelled", retryable=False)
+        if isinstance(exc, (mexc.AuthError, mexc.PermissionDeniedError, mexc.ConnectionError, mexc.InvalidError)):
+            return None
+        if isinstance(exc, mexc.NotFoundError):
+            return Failed("CallNotFound", f"Modal does not know the call: {detail}", retryable=True)
+        if isinstance(exc, (mexc.RemoteError, mexc.ExecutionError, mexc.InternalFailure)):
+            return Failed("RemoteError", detail, retryable=True)
+    if isinstance(exc, (ConnectionError, OSError)):
+        return None  # the network between us and Modal, not the call (the Function never raises these)
+    # Any other exception is the Function's own (e.g. RetryableTrainerError), re-raised locally.
+    return Failed("RemoteError", f"{type(exc).__name__}: {detail}", retryable=True)
+
+
+def base_spec(spec: NSMTrainingSpec) -> NSMTrainingSpec:
+    """``spec`` without a GPU: what an automatic deploy uses, because ``Function.with_options``
+    can add a GPU to a deployed Function per call but never remove one."""
+    gpu = spec.resources.gpu.model_copy(update={"count": 0})
+    return spec.model_copy(update={"resources": spec.resources.model_copy(update={"gpu": gpu})})
+
+
+# --- the real bridge ------------------------------------------------------------------------------
+
+
+class SDKBridge:
+    """:class:`ModalBridge` on top of Modal's SDK (``sdk``: :class:`nsm.modal.sdk.ModalSDK`).
+
+    ``modal_retries=False`` (the operator) spawns calls with Modal's retries off because the
+    operator retries per ``spec.retry`` itself; the CLI keeps them (see ``docs/modal.md``).
+    ``auto_deploy`` deploys the App from the spec when ``spawn`` finds it missing.
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        deploy_timeout: float = DEPLOY_TIMEOUT_SECONDS,
+        modal_retries: bool = False,
+        auto_deploy: bool = True,
+        sdk: Any = None,
+    ):
+        if sdk is None:
+            from nsm.modal.sdk import ModalSDK
+
+            sdk = ModalSDK(credentials)
+        self.sdk = sdk
+        self.timeout = timeout
+        self.deploy_timeout = deploy_timeout
+        self.modal_retries = modal_retries
+        self.auto_deploy = auto_deploy
+        self._secrets = (credentials.token_id, credentials.token_secret) if credentials else ()
+
+    def __repr__(self) -> str:
+        return f"SDKBridge(timeout={self.timeout:g}, modal_retries={self.modal_retries})"
+
+    def _run(self, fn: Callable[[], T], what: str, timeout: float | None = None) -> T:
+        try:
+            return call_with_deadline(fn, self.timeout if timeout is None else timeout, what)
+        except BaseException as exc:  # noqa: BLE001 - every SDK error leaves as a redacted BridgeError
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise classify(exc, what, self._secrets) from None
+
+    def deploy(self, spec: NSMTrainingSpec) -> str:
+        return self._run(lambda: self.sdk.deploy(spec), f"deploy of app {spec.modal.app!r}", self.deploy_timeout)
+
+    def _fence(self, spec: NSMTrainingSpec, name: str, attempt: int | None, token: str) -> None:
+        fence = json.dumps({"attempt": attempt, "token": token}).encode()
+        self._run(lambda: self.sdk.write_file(spec, f"{name}/{FENCE_FILE}", fence), "writing the launch fence")
+
+    def retire(self, spec: NSMTrainingSpec, name: str) -> None:
+        """A call spawned for ``name`` that has not started yet will quit (``Superseded``)."""
+        self._fence(spec, name, None, f"retired-{new_token()}")
+
+    def spawn(self, spec: NSMTrainingSpec, name: str, attempt: int, token: str) -> str:
+        self._fence(spec, name, attempt, token)
+        training = {"apiVersion": "nsm.dev/v1alpha1", "kind": "NSMTraining",
+                    "metadata": {"name": name}, "spec": spec.to_wire()}
+        args = (training, name, attempt, token)
+        what = f"spawn of {spec.modal.app}.train"
+        try:
+            return self._run(lambda: self.sdk.spawn(spec, args, retries=self.modal_retries), what)
+        except BridgeError as exc:
+            if exc.reason != "ModalNotFound" or not self.auto_deploy:
+                if exc.reason == "ModalNotFound":
+                    # Retryable: the next attempt succeeds once someone has deployed the App.
+                    raise BridgeError("ModalAppNotDeployed", f"{exc.message}; deploy it with "
+                                      "`nsm modal deploy`", retryable=True) from None
+                raise
+        self.deploy(base_spec(spec))
+        return self._run(lambda: self.sdk.spawn(spec, args, retries=self.modal_retries), what)
+
+    def poll(self, call_id: str) -> Outcome:
+        what = f"poll of call {call_id}"
+        try:
+            value = call_with_deadline(lambda: self.sdk.get(call_id), self.timeout, what)
+        except BridgeError as exc:
+            raise classify(exc, what, self._secrets) from None
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            outcome = outcome_of_error(exc, self._secrets)
+            if outcome is None:
+                raise classify(exc, what, self._secrets) from None
+            return outcome
+        return outcome_of(value)
+
+    def cancel(self, call_id: str) -> None:
+        self._run(lambda: self.sdk.cancel(call_id), f"cancel of call {call_id}")
+
+    def read_file(self, spec: NSMTrainingSpec, path: str) -> bytes | None:
+        return self._run(lambda: self.sdk.read_file(spec, path), f"reading {path} from volume {spec.modal.volume!r}")
+
+    def read_json(self, spec: NSMTrainingSpec, name: str, filename: str) -> Any:
+        data = self.read_file(spec, f"{name}/{filename}")
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            return None  # a file caught mid-write by an older trainer; the next poll reads it
+
+    def find_call(self, spec: NSMTrainingSpec, name: str, attempt: int) -> dict[str, Any] | None:
+        return self.read_json(spec, name, f"{CALLS_DIR}/a{attempt}.json")
+
+    def read_results(self, spec: NSMTrainingSpec, name: str) -> Any:
+        return self.read_json(spec, name, RESULTS_FILE)
+
+    def read_history(self, spec: NSMTrainingSpec, name: str) -> Any:
+        return self.read_json(spec, name, HISTORY_FILE)

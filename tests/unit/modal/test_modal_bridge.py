@@ -1,0 +1,205 @@
+"""The bridge's error handling (nsm.modal.bridge.SDKBridge) against a fake SDK layer.
+
+Modal's servers are unreachable from the test machines, so the SDK layer (``nsm.modal.sdk``) is
+replaced by :class:`FakeSDK`, which raises the exceptions modal 1.6.4 raises (``AuthError``,
+``OutputExpiredError`` …) or sleeps past the bridge's deadline. One test does use the real SDK:
+against unreachable servers it must end in the bridge's own timeout, not hang.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+modal = pytest.importorskip("modal", reason="pip install nsm-operator[modal]")
+mexc = modal.exception
+
+from nsm.modal.bridge import (  # noqa: E402
+    BridgeError,
+    Credentials,
+    Expired,
+    Failed,
+    ModalBridge,
+    Pending,
+    SDKBridge,
+    Succeeded,
+    redact,
+)
+from nsm.modal.runner import RetryableTrainerError  # noqa: E402
+from nsm.spec import parse_spec  # noqa: E402
+
+TOKEN_ID, TOKEN_SECRET = "ak-Id0123456789abc", "as-Secret0123456789xyz"
+CREDS = Credentials(TOKEN_ID, TOKEN_SECRET)
+SPEC = parse_spec({"domain": "causal", "modal": {"app": "nsm-test", "volume": "vol"}})
+
+
+class FakeSDK:
+    """Scripted SDK: ``get_result`` is returned or raised by ``get``; ``delay`` sleeps first."""
+
+    def __init__(self, get_result: Any = None, delay: float = 0.0, spawn_error: BaseException | None = None):
+        self.get_result = get_result
+        self.delay = delay
+        self.spawn_error = spawn_error
+        self.log: list[tuple[str, Any]] = []
+        self.files: dict[str, bytes] = {}
+
+    def _maybe(self, value: Any) -> Any:
+        time.sleep(self.delay)
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+    def deploy(self, spec):
+        self.log.append(("deploy", spec.modal.app))
+        self.deployed_gpus = spec.resources.gpu.count
+        self.spawn_error = None
+        return spec.modal.app
+
+    def spawn(self, spec, args, *, retries):
+        self.log.append(("spawn", args[1:], retries))
+        if self.spawn_error is not None:
+            raise self.spawn_error
+        return self._maybe("fc-1")
+
+    def get(self, call_id):
+        return self._maybe(self.get_result)
+
+    def cancel(self, call_id):
+        self.log.append(("cancel", call_id))
+        return self._maybe(None)
+
+    def read_file(self, spec, path):
+        return self._maybe(self.files.get(path))
+
+    def write_file(self, spec, path, data):
+        self.log.append(("write", path))
+        self.files[path] = data
+
+
+def bridge(sdk: FakeSDK, timeout: float = 2.0) -> SDKBridge:
+    return SDKBridge(CREDS, sdk=sdk, timeout=timeout)
+
+
+def test_sdk_bridge_implements_the_protocol() -> None:
+    assert isinstance(bridge(FakeSDK()), ModalBridge)
+
+
+def test_a_hanging_call_becomes_a_timeout_message() -> None:
+    started = time.monotonic()
+    with pytest.raises(BridgeError) as info:
+        bridge(FakeSDK(get_result={"ok": True}, delay=5), timeout=0.2).poll("fc-1")
+    assert time.monotonic() - started < 2
+    assert info.value.reason == "ModalTimeout" and info.value.retryable
+    assert info.value.message == "Modal did not answer poll of call fc-1 within 0.2 s (are Modal's servers reachable?)"
+
+
+def test_an_auth_error_becomes_a_clear_redacted_message() -> None:
+    sdk = FakeSDK(get_result=mexc.AuthError(f"token {TOKEN_ID}:{TOKEN_SECRET} is invalid"))
+    with pytest.raises(BridgeError) as info:
+        bridge(sdk).poll("fc-1")
+    err = info.value
+    assert err.reason == "ModalAuthError" and not err.retryable
+    assert "Modal rejected the credentials during poll of call fc-1" in err.message
+    assert "MODAL_TOKEN_ID / MODAL_TOKEN_SECRET" in err.message
+    for text in (str(err), err.message, repr(err)):
+        assert TOKEN_ID not in text and TOKEN_SECRET not in text
+    assert err.__cause__ is None and err.__suppress_context__  # the original (with the token) is dropped
+
+
+def test_an_auth_error_on_spawn() -> None:
+    with pytest.raises(BridgeError, match="ModalAuthError") as info:
+        bridge(FakeSDK(spawn_error=mexc.AuthError("no such token"))).spawn(SPEC, "t1", 1, "tok")
+    assert "spawn of nsm-test.train" in info.value.message
+
+
+def test_an_expired_output_is_an_outcome() -> None:
+    assert bridge(FakeSDK(get_result=mexc.OutputExpiredError())).poll("fc-1") == Expired()
+    assert "expired" in Expired().message
+
+
+@pytest.mark.parametrize(
+    ("value", "outcome"),
+    [
+        (mexc.TimeoutError(), Pending()),
+        ({"ok": True, "result": {"status": "completed"}}, Succeeded({"status": "completed"})),
+        ({"ok": False, "reason": "Diverged", "message": "nan", "retryable": False}, Failed("Diverged", "nan", False)),
+        (mexc.FunctionTimeoutError("ran 7200 s"), Failed("AttemptTimeout", "the attempt ran past spec.timeoutSeconds: ran 7200 s", True)),
+        (RetryableTrainerError("nsm train exited with 1"), Failed("RemoteError", "RetryableTrainerError: nsm train exited with 1", True)),
+        (mexc.RemoteError("boom"), Failed("RemoteError", "boom", True)),
+        (mexc.InputCancellation(), Failed("Cancelled", "the call was cancelled", False)),
+        (mexc.NotFoundError("fc-1"), Failed("CallNotFound", "Modal does not know the call: fc-1", True)),
+        ("surprise", Failed("UnexpectedResult", "the Modal Function returned str", False)),
+    ],
+)
+def test_poll_outcomes(value: Any, outcome: Any) -> None:
+    assert bridge(FakeSDK(get_result=value)).poll("fc-1") == outcome
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(mexc.ConnectionError("refused"), "ModalUnreachable"), (ConnectionRefusedError("refused"), "ModalUnreachable"),
+     (mexc.PermissionDeniedError("nope"), "ModalPermissionDenied")],
+)
+def test_poll_errors_that_say_nothing_about_the_call(error: BaseException, reason: str) -> None:
+    with pytest.raises(BridgeError) as info:
+        bridge(FakeSDK(get_result=error)).poll("fc-1")
+    assert info.value.reason == reason
+
+
+def test_remote_error_messages_are_redacted_too() -> None:
+    outcome = bridge(FakeSDK(get_result=mexc.RemoteError(f"env had {TOKEN_SECRET}"))).poll("fc-1")
+    assert isinstance(outcome, Failed) and TOKEN_SECRET not in outcome.message and "***" in outcome.message
+
+
+def test_spawn_writes_the_fence_first_and_keeps_modal_retries_off() -> None:
+    sdk = FakeSDK()
+    assert bridge(sdk).spawn(SPEC, "t1", 3, "tok") == "fc-1"
+    assert sdk.log == [("write", "t1/fence.json"), ("spawn", ("t1", 3, "tok"), False)]
+    assert json.loads(sdk.files["t1/fence.json"]) == {"attempt": 3, "token": "tok"}
+
+
+def test_retire_rewrites_the_fence() -> None:
+    sdk = FakeSDK()
+    bridge(sdk).retire(SPEC, "t1")
+    fence = json.loads(sdk.files["t1/fence.json"])
+    assert fence["attempt"] is None and fence["token"].startswith("retired-")
+
+
+def test_spawn_deploys_a_missing_app_once() -> None:
+    sdk = FakeSDK(spawn_error=mexc.NotFoundError("App 'nsm-test' not found"))
+    assert bridge(sdk).spawn(SPEC, "t1", 1, "tok") == "fc-1"
+    assert [entry[0] for entry in sdk.log] == ["write", "spawn", "deploy", "spawn"]
+    assert sdk.deployed_gpus == 0 and SPEC.resources.gpu.count == 1  # a CPU-only base; GPUs come per call
+    sdk = FakeSDK(spawn_error=mexc.NotFoundError("App 'nsm-test' not found"))
+    with pytest.raises(BridgeError) as info:
+        SDKBridge(CREDS, sdk=sdk, auto_deploy=False).spawn(SPEC, "t1", 1, "tok")
+    assert info.value.reason == "ModalAppNotDeployed" and "nsm modal deploy" in info.value.message
+
+
+def test_read_json_and_find_call() -> None:
+    sdk = FakeSDK()
+    sdk.files["t1/calls/a2.json"] = json.dumps({"callId": "fc-9", "token": "tok"}).encode()
+    sdk.files["t1/history.json"] = b"{not json"
+    b = bridge(sdk)
+    assert b.find_call(SPEC, "t1", 2) == {"callId": "fc-9", "token": "tok"}
+    assert b.find_call(SPEC, "t1", 3) is None
+    assert b.read_history(SPEC, "t1") is None
+
+
+def test_credentials_never_print() -> None:
+    assert TOKEN_ID not in repr(CREDS) and TOKEN_SECRET not in str(CREDS)
+    assert TOKEN_SECRET not in repr(SDKBridge(CREDS, sdk=FakeSDK()))
+    assert redact("x ak-abcdefgh1234 y as-zyxwvu98765 z") == "x *** y *** z"
+
+
+def test_the_real_sdk_against_unreachable_servers_times_out() -> None:
+    """No internet here: the real SDK must end in the bridge's deadline, not hang for a minute."""
+    started = time.monotonic()
+    with pytest.raises(BridgeError) as info:
+        SDKBridge(CREDS, timeout=1.0).cancel("fc-doesnotexist")
+    assert time.monotonic() - started < 5
+    assert info.value.reason in {"ModalTimeout", "ModalUnreachable"}
+    assert TOKEN_SECRET not in str(info.value)
