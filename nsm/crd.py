@@ -1,0 +1,228 @@
+"""Generate the NSMTraining CustomResourceDefinition from the pydantic spec.
+
+``nsm crd`` writes ``charts/nsm-operator/crds/nsm.dev_nsmtrainings.yaml``; a test fails when the
+committed file differs from :func:`render_crd`. The pydantic JSON schema is turned into a
+*structural* OpenAPI v3.0 schema: ``$ref`` inlined, ``anyOf [X, null]`` -> ``nullable: true``,
+numeric ``exclusiveMinimum: x`` -> ``minimum: x, exclusiveMinimum: true``, quantities as
+int-or-string, titles and ``additionalProperties: false`` dropped (the API server prunes and,
+with kubectl's default strict field validation, rejects unknown fields).
+
+The status is not part of the pydantic model (the operator and the trainer write it); its schema
+is written out here.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from nsm.spec import API_GROUP, API_VERSION, KIND, MAX_NAME_LENGTH, PLURAL, SHORT_NAME, NSMTrainingSpec
+
+CRD_NAME = f"{PLURAL}.{API_GROUP}"
+# JSON-pointer-ish paths (camelCase property names from the spec root) that hold a quantity.
+QUANTITY_PATHS = frozenset({("resources", "cpu"), ("resources", "memory"), ("checkpoint", "storage", "size")})
+# Fields that may not change once the training exists.
+IMMUTABLE_PATHS = frozenset({("domain",)})
+
+_DROP_KEYS = {"title", "additionalProperties"}
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Domain", "type": "string", "jsonPath": ".spec.domain"},
+    {"name": "Epoch", "type": "string", "jsonPath": ".status.epochSummary", "description": "epoch/epochs"},
+    {"name": "Val-Acc", "type": "number", "jsonPath": ".status.progress.valAccuracy"},
+    {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+PHASES = ["Pending", "Queued", "Running", "Retrying", "Succeeded", "Failed", "Suspended"]
+CONDITION_TYPES = ["Created", "Running", "Retrying", "Succeeded", "Failed", "Suspended"]
+
+
+def _s(type_: str, description: str | None = None, **extra: Any) -> dict[str, Any]:
+    node: dict[str, Any] = {"type": type_}
+    if description:
+        node["description"] = description
+    node.update(extra)
+    return node
+
+
+def _ts(description: str) -> dict[str, Any]:
+    return _s("string", description, format="date-time", nullable=True)
+
+
+STATUS_SCHEMA: dict[str, Any] = _s(
+    "object",
+    "Observed state, written by the operator (and progress/lastCheckpoint by the trainer).",
+    properties={
+        "phase": _s("string", "Lifecycle phase.", enum=PHASES),
+        "conditions": _s(
+            "array",
+            "Standard conditions; lastTransitionTime changes only when status changes.",
+            items=_s(
+                "object",
+                properties={
+                    "type": _s("string", enum=CONDITION_TYPES),
+                    "status": _s("string", enum=["True", "False", "Unknown"]),
+                    "reason": _s("string"),
+                    "message": _s("string"),
+                    "lastTransitionTime": _s("string", format="date-time"),
+                },
+                required=["type", "status"],
+            ),
+            **{"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        ),
+        "attempts": _s("integer", "Attempts started so far.", minimum=0),
+        "retries": _s("integer", "Failed attempts paid for with a retry (at most spec.retry.maxRetries).", minimum=0),
+        "activeJob": _s("string", "Job of the current attempt (kubernetes target).", nullable=True),
+        "epochSummary": _s("string", "epoch/epochs, for kubectl get."),
+        "startTime": _ts("When the first attempt started."),
+        "completionTime": _ts("When the training succeeded or finally failed."),
+        "attemptStartTime": _ts("When the current attempt started."),
+        "nextAttemptAt": _ts("When the next attempt starts (phase Retrying)."),
+        "failureReason": _s("string", "Machine-readable reason of the last failure.", nullable=True),
+        "message": _s("string", "Human-readable state.", nullable=True),
+        "observedGeneration": _s("integer", "metadata.generation the operator last acted on."),
+        "lastCheckpoint": _s(
+            "object",
+            "Newest checkpoint written by the trainer.",
+            properties={"epoch": _s("integer"), "path": _s("string"), "time": _s("string", format="date-time")},
+        ),
+        "progress": _s(
+            "object",
+            "Per-epoch progress written by the trainer.",
+            properties={
+                "epoch": _s("integer"),
+                "epochs": _s("integer"),
+                "trainLoss": _s("number", nullable=True),
+                "valLoss": _s("number", nullable=True),
+                "bestValLoss": _s("number", nullable=True),
+                "valAccuracy": _s("number", nullable=True),
+                "classAccuracy": _s("object", additionalProperties=_s("number")),
+                "samplesPerSecond": _s("number", nullable=True),
+                "updatedAt": _s("string", format="date-time"),
+            },
+        ),
+        "result": _s("object", "The trainer's results.json summary.", **{"x-kubernetes-preserve-unknown-fields": True}),
+        "costEstimate": _s(
+            "object",
+            "GPU-hours of all attempts and their price.",
+            properties={"gpuHours": _s("number"), "usd": _s("number")},
+        ),
+        "gpuSeconds": _s("number", "GPU-seconds of finished attempts (basis of costEstimate)."),
+        "modal": _s("object", "Modal call of the current attempt.", **{"x-kubernetes-preserve-unknown-fields": True}),
+    },
+)
+
+
+def spec_schema() -> dict[str, Any]:
+    """The structural openAPIV3Schema of ``spec``."""
+    raw = NSMTrainingSpec.model_json_schema(by_alias=True)
+    defs = raw.pop("$defs", {})
+    return _convert(raw, defs, ())
+
+
+def _convert(node: dict[str, Any], defs: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    node = copy.deepcopy(node)
+    if "$ref" in node:
+        target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
+        node = {**copy.deepcopy(target), **node}  # the field's description/default win
+    if "anyOf" in node:
+        options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"spec.{'.'.join(path)}: only Optional[X] unions are supported")
+        inner = _convert(options[0], defs, path)
+        node = {**inner, **node, "nullable": True}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP_KEYS:
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "properties":
+            value = {k: _convert(v, defs, (*path, k)) for k, v in value.items()}
+        elif key == "items":
+            value = _convert(value, defs, path)
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            value = True
+        out[key] = value
+    if path in QUANTITY_PATHS:
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+        out["x-kubernetes-int-or-string"] = True
+    if path in IMMUTABLE_PATHS:
+        out["x-kubernetes-validations"] = [
+            {"rule": "self == oldSelf", "message": f"spec.{'.'.join(path)} is immutable"}
+        ]
+    return _ordered(out)
+
+
+def _ordered(node: dict[str, Any]) -> dict[str, Any]:
+    # Stable, readable key order: type first, then description, the rest sorted.
+    head = [k for k in ("type", "description") if k in node]
+    return {k: node[k] for k in head + sorted(k for k in node if k not in head)}
+
+
+def crd() -> dict[str, Any]:
+    """The whole CustomResourceDefinition object."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": CRD_NAME,
+            "labels": {"app.kubernetes.io/name": "nsm-operator", "app.kubernetes.io/part-of": "nsm-operator"},
+        },
+        "spec": {
+            "group": API_GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": [SHORT_NAME],
+                "categories": ["nsm"],
+            },
+            "versions": [
+                {
+                    "name": API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A training run of the Neural Symbolic Model.",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": STATUS_SCHEMA,
+                            },
+                            "required": ["spec"],
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+                                    "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters "
+                                    "(Job names are <name>-a<attempt>)",
+                                }
+                            ],
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated from nsm/spec.py by `nsm crd` (make crd). Do not edit by hand.\n"
+
+
+def render_crd() -> str:
+    """The CRD as the YAML text committed under charts/nsm-operator/crds/."""
+    return HEADER + yaml.safe_dump(crd(), sort_keys=False, default_flow_style=False, width=120)

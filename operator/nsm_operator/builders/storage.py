@@ -1,0 +1,37 @@
+"""The checkpoint PersistentVolumeClaim."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nsm_operator.builders.meta import child_metadata
+from nsm_operator.builders.names import pvc_name
+from nsm_operator.resource import Training
+
+
+def checkpoint_claim_name(training: Training) -> str:
+    """The claim the trainer mounts: the existing one, or the operator's ``<name>-checkpoints``."""
+    return training.spec.checkpoint.storage.existing_claim or pvc_name(training.name)
+
+
+def build_pvc(training: Training) -> dict[str, Any] | None:
+    """The checkpoint PVC, or None when ``existingClaim`` is set (never created nor deleted).
+
+    ``retain: true`` leaves the PVC without an owner reference, so deleting the training keeps
+    the checkpoints; ``retain: false`` makes the training its owner (garbage-collected with it).
+    """
+    storage = training.spec.checkpoint.storage
+    if storage.existing_claim:
+        return None
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    }
+    if storage.storage_class_name:
+        spec["storageClassName"] = storage.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": child_metadata(training, pvc_name(training.name), owned=not storage.retain),
+        "spec": spec,
+    }

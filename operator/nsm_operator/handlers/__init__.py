@@ -1,0 +1,1 @@
+"""Handler bodies; registration lives in ``nsm_operator.main``."""

@@ -1,0 +1,93 @@
+"""Per-process operator state, kept in kopf's ``memo`` (``memo.nsm``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+from typing import Any
+from dataclasses import dataclass, field
+
+from nsm_operator.kube import Kube
+from nsm_operator.metrics import OperatorMetrics
+from nsm_operator.settings import OperatorSettings
+
+
+@dataclass
+class OperatorContext:
+    settings: OperatorSettings
+    kube: Kube
+    metrics: OperatorMetrics
+    # One reconcile at a time per training: Job events, timers and spec handlers all funnel
+    # through reconcile(), which re-reads the training under this lock.
+    locks: defaultdict[tuple[str, str], asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+    timers: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
+    # The newest body seen per training (watch events and our own patch responses), so a
+    # reconcile rarely needs a GET. Newest = highest resourceVersion (etcd revisions).
+    bodies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.kube.status_observers.append(self.remember)
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self.locks[(namespace, name)]
+
+    def remember(self, body: Any) -> None:
+        """Keep ``body`` if it is newer than what is cached for its training."""
+        meta = (body or {}).get("metadata") or {}
+        key = (meta.get("namespace"), meta.get("name"))
+        rv = _rv(body)
+        if not all(key) or rv is None:
+            return  # without a resourceVersion there is no telling which body is newer
+        old = self.bodies.get(key)  # type: ignore[arg-type]
+        if old is None or rv >= (_rv(old) or 0):
+            self.bodies[key] = body  # type: ignore[index]
+
+    def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.bodies.get((namespace, name))
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.locks.pop((namespace, name), None)
+        self.bodies.pop((namespace, name), None)
+        timer = self.timers.pop((namespace, name), None)
+        if timer is not None:
+            timer.cancel()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it finishes."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    def schedule(self, namespace: str, name: str, delay: float, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``make()`` after ``delay`` seconds; replaces the training's pending timer.
+
+        In memory only: after a restart, on.resume reconciles and schedules again from
+        ``status.nextAttemptAt`` (no kopf timer, so no finalizer on the training).
+        """
+        key = (namespace, name)
+        old = self.timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+
+        def fire() -> None:
+            self.timers.pop(key, None)
+            self.spawn(make())
+
+        self.timers[key] = asyncio.get_running_loop().call_later(max(0.0, delay), fire)
+
+    async def shutdown(self) -> None:
+        for timer in self.timers.values():
+            timer.cancel()
+        for task in list(self.background):
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        await self.kube.close()
+
+
+def _rv(body: Any) -> int | None:
+    try:
+        return int(((body or {}).get("metadata") or {}).get("resourceVersion"))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,168 @@
+"""One reconcile of one training: re-read it, observe the current attempt, step the lifecycle,
+act (idempotently), write the status, post events, update metrics.
+
+Every entry point (create/resume, suspend changes, Job events, the retry timer) calls
+:func:`reconcile`; it serialises per training and always acts on the freshly read object.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import kopf
+
+from nsm_operator.errors import InvalidSpec, TargetUnavailable
+from nsm_operator.handlers.boundary import in_background
+from nsm_operator.handlers.context import OperatorContext
+from nsm_operator.lifecycle import (
+    FAILED, RETRYING, SUSPENDED, TERMINAL, ActionKind, Observation, State, iso, parse_time, set_condition, step,
+)  # fmt: skip
+from nsm_operator.resource import Training
+from nsm_operator.targets import get_target
+from nsm_operator.targets.base import TargetContext
+from nsm_operator.targets.kubernetes import KubernetesTarget, job_attempt, observe_job
+
+log = logging.getLogger(__name__)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def epoch_summary(status: Mapping[str, Any], epochs: int) -> str:
+    progress = status.get("progress") or {}
+    return f"{progress.get('epoch') or 0}/{progress.get('epochs') or epochs}"
+
+
+async def reconcile(
+    ctx: OperatorContext,
+    namespace: str,
+    name: str,
+    *,
+    job: Mapping[str, Any] | None = None,
+    body: Mapping[str, Any] | None = None,
+    reread: bool = False,
+) -> None:
+    """Reconcile ``namespace/name``. ``job``: a Job body from a watch event (saves a GET);
+    ``body``: the training as kopf just delivered it.
+
+    The training is the newest of: ``body``, the last watch event, the response of our own last
+    status patch (all kept in ``ctx.bodies``); a GET only when none is known, or ``reread``.
+    """
+    async with ctx.lock(namespace, name):
+        if body is not None:
+            ctx.remember(dict(body))
+        fresh = None if reread else ctx.cached(namespace, name)
+        if fresh is None:
+            fresh = await ctx.kube.get("NSMTraining", namespace, name)
+            if fresh is None:
+                return
+            ctx.remember(fresh)
+        if (fresh.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        await _reconcile_locked(ctx, fresh, job)
+
+
+async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: Mapping[str, Any] | None) -> None:
+    meta = body["metadata"]
+    status: Mapping[str, Any] = body.get("status") or {}
+    if status.get("phase") in TERMINAL:
+        return
+    try:
+        training = Training.from_body(body)
+        target = get_target(training.spec.target.value)
+    except (InvalidSpec, TargetUnavailable) as exc:
+        await mark_failed(ctx, body, reason=type(exc).__name__, message=str(exc))
+        raise
+    tctx = TargetContext(training=training, status=status, settings=ctx.settings, kube=ctx.kube, body=body)
+    attempt = int(status.get("attempts") or 0)
+    now = now_utc()
+
+    obs: Observation | None = None
+    if attempt and status.get("phase") not in (RETRYING, SUSPENDED):
+        if job is not None and job_attempt(job) == attempt and isinstance(target, KubernetesTarget):
+            obs = observe_job(job, await target.pods_if_failed(tctx, job))
+        else:
+            obs = await target.observe(tctx)
+
+    result = step(training.spec, status, obs, now, ctx.settings.price_per_gpu_hour)
+    patch: dict[str, Any] = dict(result.status)
+    action = result.action
+    if action.kind == ActionKind.start and action.attempt is not None:
+        created = parse_time(meta.get("creationTimestamp"))
+        if action.attempt == 1 and attempt == 0 and created:
+            tctx.on_created = lambda: ctx.metrics.job_creation_seconds.observe(
+                max(0.0, (now_utc() - created).total_seconds()))
+        patch.update(await target.launch(tctx, action.attempt))
+        tctx.created()  # targets that don't report it themselves
+        if action.attempt != attempt:
+            ctx.metrics.attempts_total.labels(training.namespace, training.spec.domain.value).inc()
+    elif action.kind == ActionKind.stop:
+        await target.stop(tctx)
+    elif action.kind == ActionKind.wait and action.at is not None:
+        schedule_retry(ctx, training.namespace, training.name, (action.at - now_utc()).total_seconds())
+    if target.polling and action.kind in (ActionKind.none, ActionKind.start):
+        # Polling targets (Modal) report nothing by themselves: look again in a while.
+        schedule_retry(ctx, training.namespace, training.name, ctx.settings.modal_poll_seconds)
+
+    if obs is not None and obs.state == State.running and not status.get("attemptStartTime") and obs.created_at:
+        ctx.metrics.time_to_running_seconds.observe(max(0.0, (now - obs.created_at).total_seconds()))
+    if not status.get("epochSummary"):
+        patch["epochSummary"] = epoch_summary(status, training.spec.epochs)
+    if meta.get("generation") and status.get("observedGeneration") != meta["generation"]:
+        patch["observedGeneration"] = meta["generation"]
+    patch = {k: v for k, v in patch.items() if status.get(k) != v}
+    if patch:
+        await ctx.kube.patch_status(training.namespace, training.name, patch)  # cached by ctx
+
+    domain = training.spec.domain.value
+    new_phase = patch.get("phase")
+    if new_phase == RETRYING:
+        ctx.metrics.retries_total.labels(training.namespace, domain, patch.get("failureReason") or "Failed").inc()
+    elif new_phase == FAILED:
+        ctx.metrics.failures_total.labels(training.namespace, domain, patch.get("failureReason") or "Failed").inc()
+    for type_, reason, message in result.events:
+        (kopf.warn if type_ == "Warning" else kopf.info)(dict(body), reason=reason, message=message)
+    log.info("%s/%s: %s -> %s (%s)", training.namespace, training.name, status.get("phase"),
+             patch.get("phase", status.get("phase")), action.kind.value)  # fmt: skip
+
+
+def schedule_retry(ctx: OperatorContext, namespace: str, name: str, delay: float) -> None:
+    """Reconcile again after ``delay`` seconds (a retry due, a poll; 50 ms margin so that
+    ``now >= nextAttemptAt``). In memory: after a restart, on.resume reconciles and reschedules."""
+    ctx.schedule(namespace, name, delay + 0.05,
+                 lambda: in_background(ctx, "retry", lambda: reconcile(ctx, namespace, name)))  # fmt: skip
+
+
+async def on_delete(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
+    """Deleting a training whose target runs outside the cluster (Modal): stop its attempt.
+    Kubernetes children need nothing: owner references cascade."""
+    try:
+        training = Training.from_body(body)
+        target = get_target(training.spec.target.value)
+    except (InvalidSpec, TargetUnavailable):
+        return
+    delete = getattr(target, "delete", None) or target.stop
+    tctx = TargetContext(training=training, status=body.get("status") or {}, settings=ctx.settings,
+                         kube=ctx.kube, body=body)  # fmt: skip
+    async with ctx.lock(training.namespace, training.name):
+        await delete(tctx)
+
+
+async def mark_failed(ctx: OperatorContext, body: Mapping[str, Any], *, reason: str, message: str) -> None:
+    """Terminal failure that needs no attempt (invalid spec, unavailable target); no children."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    now = now_utc()
+    conditions = set_condition(status.get("conditions") or [], "Failed", True, reason, message, now)
+    patch = {"phase": FAILED, "message": message, "failureReason": reason, "conditions": conditions,
+             "completionTime": iso(now)}  # fmt: skip
+    if status.get("phase") != FAILED:
+        await ctx.kube.patch_status(meta.get("namespace") or "default", meta["name"], patch)
+        domain = str((body.get("spec") or {}).get("domain"))
+        domain = domain if domain in ("planning", "causal", "kg") else "invalid"  # bounded label
+        ctx.metrics.failures_total.labels(meta.get("namespace") or "default", domain, reason).inc()
+        kopf.warn(dict(body), reason=reason, message=message)

@@ -1,0 +1,185 @@
+"""A small async Kubernetes client (aiohttp) for the handlers: create-if-absent, get, list,
+delete, merge-patch. Credentials come from kopf's public login helpers (service account, then
+kubeconfig), so the operator and kopf talk to the same cluster as the same user.
+
+API failures are translated here into the operator's taxonomy: 404 on get -> None, 409 on
+create -> "already exists", anything else -> :class:`TransientError` (retried by the handler).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+
+from nsm.spec import API_GROUP, API_VERSION, PLURAL
+
+from nsm_operator.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+# kind -> (apiVersion, plural) of everything the operator touches.
+KINDS: dict[str, tuple[str, str]] = {
+    "NSMTraining": (f"{API_GROUP}/{API_VERSION}", PLURAL),
+    "Job": ("batch/v1", "jobs"),
+    "Pod": ("v1", "pods"),
+    "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
+    "ConfigMap": ("v1", "configmaps"),
+    "ServiceAccount": ("v1", "serviceaccounts"),
+    "Role": ("rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Secret": ("v1", "secrets"),
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+def resource_path(kind: str, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+    api_version, plural = KINDS[kind]
+    root = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    path = f"{root}/namespaces/{namespace}/{plural}"
+    if name:
+        path += f"/{name}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+def connection_info(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
+    """The same credentials kopf would find: in-cluster service account, else KUBECONFIG."""
+    settings = settings or kopf.OperatorSettings()
+    for login in (kopf.login_with_service_account, kopf.login_with_kubeconfig):
+        info = login(settings=settings, logger=log)
+        if info is not None:
+            return info
+    raise RuntimeError("no Kubernetes credentials: neither a service account nor KUBECONFIG")
+
+
+class Kube:
+    """Async JSON client over one aiohttp session (connection pooling, one timeout)."""
+
+    def __init__(self, info: kopf.ConnectionInfo, request_timeout: float = 30.0, transient_delay: float = 2.0):
+        self.server = info.server.rstrip("/")
+        self._info = info
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self.transient_delay = transient_delay
+        # Requests that may trail (children a pod needs only later) queue here, so that under a
+        # burst the API server sees the Job creations first. Created lazily (needs a loop).
+        self._low_priority: asyncio.Semaphore | None = None
+        self.low_priority_slots = 8
+        # Called with every NSMTraining a status patch returns (the operator's body cache).
+        self.status_observers: list[Callable[[dict[str, Any]], None]] = []
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            info = self._info
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64, ssl=info.as_ssl_context()),
+                headers=info.as_http_headers(),
+                auth=info.as_aiohttp_basic_auth() if info.username else None,
+                timeout=self._timeout,
+            )
+        return self._session
+
+    def low_priority(self) -> asyncio.Semaphore:
+        """``async with kube.low_priority(): …`` for requests that may wait behind others."""
+        if self._low_priority is None:
+            self._low_priority = asyncio.Semaphore(self.low_priority_slots)
+        return self._low_priority
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(
+        self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:  # fmt: skip
+        data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if body is not None else {}
+        try:
+            async with self._get_session().request(
+                method, self.server + path, data=data, params=params, headers=headers
+            ) as resp:
+                text = await resp.text()
+                if resp.status >= 400:
+                    try:
+                        message = json.loads(text).get("message", text)
+                    except (ValueError, AttributeError):
+                        message = text
+                    raise ApiError(resp.status, f"{method} {path}: {message}")
+                return json.loads(text) if text else None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise TransientError(f"{method} {path}: {type(exc).__name__}: {exc}", self.transient_delay) from exc
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return await self.request(method, path, **kwargs)
+        except ApiError as exc:
+            raise TransientError(str(exc), self.transient_delay) from exc
+
+    async def create(self, manifest: Mapping[str, Any]) -> bool:
+        """Create ``manifest``; False if it already exists (409: an earlier try or a restart)."""
+        meta = manifest["metadata"]
+        path = resource_path(manifest["kind"], meta["namespace"])
+        try:
+            await self.request("POST", path, body=manifest)
+            return True
+        except ApiError as exc:
+            if exc.status == 409:
+                return False
+            raise TransientError(str(exc), self.transient_delay) from exc
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.request("GET", resource_path(kind, namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise TransientError(str(exc), self.transient_delay) from exc
+
+    async def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        result = await self._call("GET", resource_path(kind, namespace), params={"labelSelector": label_selector})
+        return list((result or {}).get("items") or [])
+
+    async def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete with background propagation; False if it was already gone."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        try:
+            await self.request("DELETE", resource_path(kind, namespace, name), body=body)
+            return True
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise TransientError(str(exc), self.transient_delay) from exc
+
+    async def patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any],
+                    subresource: str | None = None) -> dict[str, Any] | None:  # fmt: skip
+        """JSON merge patch (None values delete keys); None if the object is gone."""
+        try:
+            return await self.request(
+                "PATCH", resource_path(kind, namespace, name, subresource), body=patch,
+                content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise TransientError(str(exc), self.transient_delay) from exc
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch an NSMTraining's status; returns the updated object (None if gone)."""
+        updated = await self.patch("NSMTraining", namespace, name, {"status": dict(status)}, subresource="status")
+        if updated is not None:
+            for observer in self.status_observers:
+                observer(updated)
+        return updated

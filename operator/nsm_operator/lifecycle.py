@@ -1,0 +1,270 @@
+"""The attempt lifecycle as a pure state machine, shared by every target (Kubernetes, Modal).
+
+``step(spec, status, observation, now, …)`` returns the status fields to write and one
+:class:`Action`. Handlers observe the current attempt (a Job, a Modal call), call ``step``,
+perform the action (idempotently: deterministic names) and write the status.
+
+Counting: ``attempts`` is the number of the latest attempt started; ``retries`` is how many
+failures were paid for with a retry. A failure that doesn't count (a disruption, a Modal
+preemption) or a suspend/resume starts a new attempt without consuming ``maxRetries``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any
+
+from nsm.spec import NSMTrainingSpec
+
+PENDING, QUEUED, RUNNING, RETRYING = "Pending", "Queued", "Running", "Retrying"
+SUCCEEDED, FAILED, SUSPENDED = "Succeeded", "Failed", "Suspended"
+TERMINAL = frozenset({SUCCEEDED, FAILED})
+
+
+class State(str, Enum):
+    absent = "absent"  # the attempt's Job/call does not exist (yet, or any more)
+    pending = "pending"
+    queued = "queued"  # created but held by a queue (Kueue: Job suspended)
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the target reports about the current attempt."""
+
+    state: State
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    retryable: bool = True
+    counts: bool = True  # False: a disruption/preemption, retried without consuming a retry
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    created_at: datetime | None = None
+
+
+class ActionKind(str, Enum):
+    none = "none"
+    start = "start"  # create attempt `attempt` (create-if-absent) now
+    wait = "wait"  # start attempt `attempt` at `at` (phase Retrying)
+    stop = "stop"  # delete the active attempt (suspend)
+    finish = "finish"  # terminal: nothing more to do
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind = ActionKind.none
+    attempt: int | None = None
+    at: datetime | None = None
+
+
+@dataclass
+class Result:
+    """New status fields (merge into status) and the action to take."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    action: Action = field(default_factory=Action)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]], type_: str, status: bool, reason: str, message: str, now: datetime
+) -> list[dict[str, Any]]:
+    """Upsert a standard condition; lastTransitionTime changes only when its status changes."""
+    value = "True" if status else "False"
+    out: list[dict[str, Any]] = []
+    found = False
+    for cond in conditions:
+        cond = dict(cond)
+        if cond.get("type") == type_:
+            found = True
+            if cond.get("status") != value:
+                cond["lastTransitionTime"] = iso(now)
+            cond.update(status=value, reason=reason, message=message)
+            cond.setdefault("lastTransitionTime", iso(now))
+        out.append(cond)
+    if not found:
+        out.append({"type": type_, "status": value, "reason": reason, "message": message,
+                    "lastTransitionTime": iso(now)})  # fmt: skip
+    return out
+
+
+def cost_estimate(gpu_seconds: float, price_per_gpu_hour: float) -> dict[str, float]:
+    hours = gpu_seconds / 3600.0
+    return {"gpuHours": round(hours, 4), "usd": round(hours * price_per_gpu_hour, 2)}
+
+
+def running_gpu_seconds(spec: NSMTrainingSpec, status: Mapping[str, Any], now: datetime) -> float:
+    """GPU-seconds of finished attempts plus the one running now."""
+    total = float(status.get("gpuSeconds") or 0.0)
+    started = parse_time(status.get("attemptStartTime"))
+    if started and status.get("phase") == RUNNING:
+        total += max(0.0, (now - started).total_seconds()) * spec.resources.gpu.count
+    return total
+
+
+class _Builder:
+    """Accumulates status changes, conditions and events of one step."""
+
+    def __init__(self, status: Mapping[str, Any], now: datetime):
+        self.old = status
+        self.now = now
+        self.res = Result()
+        self.conditions = [dict(c) for c in status.get("conditions") or []]
+
+    def set(self, **fields: Any) -> None:
+        self.res.status.update(fields)
+
+    def cond(self, type_: str, value: bool, reason: str, message: str = "") -> None:
+        self.conditions = set_condition(self.conditions, type_, value, reason, message, self.now)
+
+    def phase(self, phase: str, message: str, event_reason: str, warning: bool = False) -> None:
+        self.set(phase=phase, message=message)
+        if self.old.get("phase") != phase:
+            self.res.events.append(("Warning" if warning else "Normal", event_reason, message))
+
+    def done(self, action: Action) -> Result:
+        if self.conditions != list(self.old.get("conditions") or []):
+            self.res.status["conditions"] = self.conditions
+        self.res.action = action
+        return self.res
+
+
+def _start(b: _Builder, attempt: int, message: str) -> Action:
+    b.set(attempts=attempt, activeJob=None, nextAttemptAt=None, attemptStartTime=None)
+    b.phase(PENDING, message, "AttemptStarted")
+    b.cond("Created", True, "AttemptCreated", f"attempt {attempt} created")
+    b.cond("Retrying", False, "AttemptCreated", "")
+    return Action(ActionKind.start, attempt)
+
+
+def _attempt_seconds(b: _Builder, obs: Observation, gpus: int) -> float:
+    started = obs.started_at or parse_time(b.old.get("attemptStartTime"))
+    ended = obs.finished_at or b.now
+    secs = max(0.0, (ended - started).total_seconds()) if started else 0.0
+    return float(b.old.get("gpuSeconds") or 0.0) + secs * gpus
+
+
+def step(
+    spec: NSMTrainingSpec,
+    status: Mapping[str, Any],
+    obs: Observation | None,
+    now: datetime,
+    price_per_gpu_hour: float = 0.0,
+) -> Result:
+    """Advance the lifecycle. ``obs`` is the current attempt's observation (None: none started)."""
+    b = _Builder(status, now)
+    phase = status.get("phase")
+    attempt = int(status.get("attempts") or 0)
+    retries = int(status.get("retries") or 0)
+    gpus = spec.resources.gpu.count
+
+    if phase in TERMINAL:
+        return b.done(Action(ActionKind.finish))
+
+    if spec.suspend:
+        if phase == SUSPENDED:
+            return b.done(Action())
+        if obs is not None and obs.state in (State.running,):
+            b.set(gpuSeconds=_attempt_seconds(b, obs, gpus))
+        b.set(activeJob=None, nextAttemptAt=None, attemptStartTime=None)
+        b.phase(SUSPENDED, f"suspended; attempt {attempt} stopped, checkpoint kept", "Suspended")
+        b.cond("Suspended", True, "SuspendRequested", "spec.suspend is true")
+        b.cond("Running", False, "Suspended", "")
+        return b.done(Action(ActionKind.stop, attempt or None))
+
+    if phase == SUSPENDED:
+        b.cond("Suspended", False, "Resumed", "spec.suspend is false")
+        return b.done(_start(b, attempt + 1, f"resumed: attempt {attempt + 1} started"))
+
+    if attempt == 0:
+        b.set(retries=0, gpuSeconds=0.0)
+        return b.done(_start(b, 1, "attempt 1 started"))
+
+    if phase == RETRYING:
+        at = parse_time(status.get("nextAttemptAt")) or now
+        if now >= at:
+            b.set(retries=retries)
+            return b.done(_start(b, attempt + 1, f"retry: attempt {attempt + 1} started"))
+        return b.done(Action(ActionKind.wait, attempt + 1, at))
+
+    if obs is None or obs.state == State.absent:
+        # Created in a previous step (or the create was lost): create-if-absent again.
+        return b.done(Action(ActionKind.start, attempt))
+
+    if obs.state == State.pending:
+        return b.done(Action())
+    if obs.state == State.queued:
+        b.phase(QUEUED, f"attempt {attempt} queued", "Queued")
+        return b.done(Action())
+    if obs.state == State.running:
+        started = obs.started_at or now
+        b.set(attemptStartTime=status.get("attemptStartTime") or iso(started))
+        if not status.get("startTime"):
+            b.set(startTime=iso(started))
+        b.phase(RUNNING, f"attempt {attempt} running", "Running")
+        b.cond("Running", True, "AttemptRunning", f"attempt {attempt} running")
+        return b.done(Action())
+
+    gpu_seconds = _attempt_seconds(b, obs, gpus)
+    b.set(gpuSeconds=gpu_seconds, costEstimate=cost_estimate(gpu_seconds, price_per_gpu_hour),
+          attemptStartTime=None)  # fmt: skip
+    b.cond("Running", False, "AttemptFinished", "")
+    if obs.state == State.succeeded:
+        b.set(completionTime=iso(obs.finished_at or now), failureReason=None)
+        b.phase(SUCCEEDED, f"attempt {attempt} succeeded", "Succeeded")
+        b.cond("Succeeded", True, "TrainingSucceeded", f"attempt {attempt} succeeded")
+        return b.done(Action(ActionKind.finish))
+
+    what = _describe(attempt, obs)
+    b.set(failureReason=obs.reason or "Failed")
+    if obs.retryable and (not obs.counts or retries < spec.retry.max_retries):
+        retries_after = retries + (1 if obs.counts else 0)
+        delay = spec.retry.delay(max(1, retries_after)) if obs.counts else 0.0
+        at = now + timedelta(seconds=delay)
+        b.set(retries=retries_after)
+        if delay <= 0:
+            b.res.events.append(("Warning", "AttemptFailed", f"{what}; retrying now"))
+            return b.done(_start(b, attempt + 1, f"{what}; attempt {attempt + 1} started"))
+        b.set(nextAttemptAt=iso(at))
+        b.phase(RETRYING, f"{what}; attempt {attempt + 1} in {delay:g}s", "Retrying", warning=True)
+        b.cond("Retrying", True, obs.reason or "AttemptFailed", what)
+        return b.done(Action(ActionKind.wait, attempt + 1, at))
+
+    final = what if not obs.retryable else f"{what}; maxRetries ({spec.retry.max_retries}) exhausted"
+    b.set(completionTime=iso(now), nextAttemptAt=None)
+    b.phase(FAILED, final, "Failed", warning=True)
+    b.cond("Failed", True, obs.reason or "AttemptFailed", final)
+    b.cond("Retrying", False, "Final", "")
+    return b.done(Action(ActionKind.finish))
+
+
+def _describe(attempt: int, obs: Observation) -> str:
+    parts = [f"attempt {attempt} failed"]
+    detail = []
+    if obs.reason:
+        detail.append(f"reason {obs.reason}")
+    if obs.exit_code is not None:
+        detail.append(f"exit code {obs.exit_code}")
+    if detail:
+        parts.append(f" ({', '.join(detail)})")
+    if obs.message:
+        parts.append(f": {obs.message}")
+    return "".join(parts)

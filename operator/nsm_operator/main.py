@@ -1,0 +1,99 @@
+"""All kopf registration (STYLE 2): ``kopf run -m nsm_operator.main`` or ``nsm-operator``.
+
+Handler bodies live in ``nsm_operator.handlers``; this module only wires them to kopf and
+applies the settings object at startup.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from nsm.spec import API_GROUP, API_VERSION, PLURAL
+
+from nsm_operator.builders.names import LABEL_NAME, TRAINER_APP
+from nsm_operator.handlers import jobs, training
+from nsm_operator.handlers.context import OperatorContext
+from nsm_operator.kube import Kube, connection_info
+from nsm_operator.metrics import OperatorMetrics
+from nsm_operator.settings import OperatorSettings
+
+TRAININGS = (API_GROUP, API_VERSION, PLURAL)
+JOB_LABELS = {LABEL_NAME: TRAINER_APP}
+
+
+def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
+    """kopf's own settings: storage, timeouts, event posting, server-side Job filtering."""
+    # Handler progress and the diff base live in annotations (kopf.zalando.org/*), so the
+    # status holds only the fields documented in the CRD.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+    settings.watching.server_timeout = cfg.watch_timeout_seconds
+    settings.watching.client_timeout = cfg.watch_timeout_seconds + 30
+    settings.networking.request_timeout = cfg.request_timeout_seconds
+    settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_NAME}={TRAINER_APP}"
+    # Our own transitions are posted explicitly (kopf.info/warn); handler chatter is not.
+    settings.posting.level = logging.INFO
+    settings.posting.loggers = False
+    # Events trail behind the work under a burst: a few posters, so Job creations and status
+    # patches get the API server first (measured with bench/operator_latency.py).
+    settings.posting.worker_limit = 4
+    settings.peering.standalone = True
+    settings.posting.reporting_component = "nsm-operator"
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """The same credentials for kopf and for the operator's own client (nsm_operator.kube)."""
+    return connection_info(settings)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    cfg = OperatorSettings.from_env()
+    configure_kopf(settings, cfg)
+    kube = Kube(connection_info(settings), request_timeout=cfg.request_timeout_seconds)
+    metrics = OperatorMetrics()
+    metrics.serve(cfg.metrics_port)
+    memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
+    logger.info("nsm-operator started: namespaces=%s metrics port=%s", cfg.namespaces or "all", cfg.metrics_port)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "nsm", None) is not None:
+        await memo.nsm.shutdown()
+
+
+def _ctx(memo: kopf.Memo) -> OperatorContext:
+    return memo.nsm  # type: ignore[no-any-return]
+
+
+@kopf.on.resume(*TRAININGS)
+@kopf.on.create(*TRAININGS)
+async def create(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    await training.on_create_or_resume(_ctx(memo), body, namespace, name)
+
+
+@kopf.on.update(*TRAININGS, field="spec")
+async def update(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    await training.on_spec_change(_ctx(memo), body, namespace, name)
+
+
+# Only trainings that run outside the cluster get a finalizer: their attempt must be cancelled.
+@kopf.on.delete(*TRAININGS, field="spec.target", value="modal")
+async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await training.on_external_delete(_ctx(memo), body)
+
+
+@kopf.on.event(*TRAININGS)
+async def training_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str,
+                         memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+    await training.on_training_event(_ctx(memo), event, body, namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=JOB_LABELS)
+async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await jobs.on_job_event(_ctx(memo), event, body)

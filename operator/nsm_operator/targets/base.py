@@ -1,0 +1,53 @@
+"""What a place that runs attempts (a Kubernetes Job, a Modal call) must offer the lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from nsm_operator.kube import Kube
+from nsm_operator.lifecycle import Observation
+from nsm_operator.resource import Training
+from nsm_operator.settings import OperatorSettings
+
+
+@dataclass
+class TargetContext:
+    """Everything a target needs for one training: the validated resource, its status, the
+    operator settings, the API client, and the training's body (for events)."""
+
+    training: Training
+    status: Mapping[str, Any]
+    settings: OperatorSettings
+    kube: Kube
+    body: Mapping[str, Any] = field(default_factory=dict)
+    on_created: Callable[[], None] | None = None
+    """Called by ``launch`` as soon as the attempt exists (before slower follow-up work)."""
+
+    def created(self) -> None:
+        if self.on_created is not None:
+            self.on_created()
+            self.on_created = None
+
+
+@runtime_checkable
+class Target(Protocol):
+    """An attempt runner. Every method is idempotent: names are deterministic per attempt."""
+
+    name: str
+    polling: bool
+    """True: the operator polls ``observe`` on a timer; False: events drive it (Kubernetes)."""
+
+    async def launch(self, ctx: TargetContext, attempt: int) -> dict[str, Any]:
+        """Start attempt ``attempt`` if it isn't running yet; returns status fields to set
+        (e.g. ``{"activeJob": …}`` or ``{"modal": {"callId": …}}``)."""
+        ...
+
+    async def observe(self, ctx: TargetContext) -> Observation:
+        """The state of the current attempt (``ctx.status["attempts"]``)."""
+        ...
+
+    async def stop(self, ctx: TargetContext) -> None:
+        """Stop the current attempt (suspend); keep the checkpoint."""
+        ...

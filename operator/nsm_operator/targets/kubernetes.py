@@ -1,0 +1,127 @@
+"""The Kubernetes target: one Job per attempt, followed through Job watch events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nsm_operator.builders import build_children, build_job
+from nsm_operator.builders.job import NON_RETRYABLE_EXIT_CODES
+from nsm_operator.builders.names import CONTAINER_NAME, LABEL_ATTEMPT, job_name
+from nsm_operator.lifecycle import Observation, State, parse_time
+from nsm_operator.targets.base import TargetContext
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def _true_conditions(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return {c.get("type", ""): c for c in conditions if c.get("status") == "True"}
+
+
+def _terminated(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The trainer container's terminated state in the newest pod that has one."""
+    newest = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
+    for pod in newest:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") == CONTAINER_NAME and (cs.get("state") or {}).get("terminated"):
+                return cs["state"]["terminated"]
+    return None
+
+
+def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = ()) -> Observation:
+    """Translate a Job (and, for a failed one, its pods) into a lifecycle observation."""
+    if job is None:
+        return Observation(State.absent)
+    status = job.get("status") or {}
+    created = parse_time((job.get("metadata") or {}).get("creationTimestamp"))
+    started = parse_time(status.get("startTime"))
+    conds = _true_conditions(job)
+    if "Complete" in conds:
+        finished = parse_time(status.get("completionTime")) or parse_time(conds["Complete"].get("lastTransitionTime"))
+        return Observation(State.succeeded, exit_code=0, started_at=started, finished_at=finished, created_at=created)
+    failed = conds.get("Failed") or conds.get("FailureTarget")
+    if failed is not None:
+        reason = failed.get("reason") or "Failed"
+        message = failed.get("message") or ""
+        term = _terminated(pods)
+        exit_code = term.get("exitCode") if term else None
+        if term and reason == "BackoffLimitExceeded":
+            reason = term.get("reason") or reason  # e.g. Error, OOMKilled
+        if term and term.get("message"):
+            message = f"{message}; {term['message']}" if message else term["message"]
+        retryable = failed.get("reason") != "PodFailurePolicy" and exit_code not in NON_RETRYABLE_EXIT_CODES
+        return Observation(
+            State.failed, exit_code=exit_code, reason=reason, message=message or None, retryable=retryable,
+            started_at=started, finished_at=parse_time(failed.get("lastTransitionTime")), created_at=created,
+        )  # fmt: skip
+    if (job.get("spec") or {}).get("suspend") and not status.get("active"):
+        return Observation(State.queued, created_at=created)
+    if (status.get("ready") or 0) > 0:
+        return Observation(State.running, started_at=started, created_at=created)
+    return Observation(State.pending, created_at=created)
+
+
+def job_attempt(job: Mapping[str, Any]) -> int | None:
+    value = ((job.get("metadata") or {}).get("labels") or {}).get(LABEL_ATTEMPT)
+    return int(value) if value and value.isdigit() else None
+
+
+class KubernetesTarget:
+    """Attempts as batch/v1 Jobs named ``<training>-a<attempt>``."""
+
+    name = "kubernetes"
+    polling = False
+
+    async def launch(self, ctx: TargetContext, attempt: int) -> dict[str, Any]:
+        training = ctx.training
+
+        async def ensure(child: dict[str, Any]) -> None:
+            created = await ctx.kube.create(child)
+            if not created and child["kind"] == "ConfigMap":
+                # Spec changes apply from the next attempt: rewrite the spec it reads.
+                await ctx.kube.patch("ConfigMap", training.namespace, child["metadata"]["name"], {"data": child["data"]})
+
+        async def ensure_later(child: dict[str, Any]) -> None:
+            async with ctx.kube.low_priority():
+                await ensure(child)
+
+        # Pod admission needs the ServiceAccount, so it goes first; the Job then goes out together
+        # with the PVC, ConfigMap and RBAC, which the pod needs only later (the scheduler waits
+        # for the claim, the kubelet for the ConfigMap) and which queue behind other trainings'
+        # Jobs under a burst (bench/operator_latency.py).
+        children = build_children(training)
+        first = [c for c in children if c["kind"] == "ServiceAccount"]
+        rest = [c for c in children if c["kind"] != "ServiceAccount"]
+        await asyncio.gather(*(ensure(c) for c in first))
+        job = build_job(training, attempt, ctx.settings)
+        async def create_job() -> None:
+            await ctx.kube.create(job)
+            ctx.created()
+
+        await asyncio.gather(create_job(), *(ensure_later(c) for c in rest))
+        return {"activeJob": job["metadata"]["name"]}
+
+    async def fetch(self, ctx: TargetContext, attempt: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        name = job_name(ctx.training.name, attempt)
+        job = await ctx.kube.get("Job", ctx.training.namespace, name)
+        return job, await self.pods_if_failed(ctx, job)
+
+    async def pods_if_failed(self, ctx: TargetContext, job: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        if job is None or not ({"Failed", "FailureTarget"} & set(_true_conditions(job))):
+            return []
+        name = job["metadata"]["name"]
+        return await ctx.kube.list("Pod", ctx.training.namespace, f"{JOB_NAME_LABEL}={name}")
+
+    async def observe(self, ctx: TargetContext) -> Observation:
+        attempt = int(ctx.status.get("attempts") or 0)
+        if attempt < 1:
+            return Observation(State.absent)
+        job, pods = await self.fetch(ctx, attempt)
+        return observe_job(job, pods)
+
+    async def stop(self, ctx: TargetContext) -> None:
+        attempt = int(ctx.status.get("attempts") or 0)
+        if attempt >= 1:
+            await ctx.kube.delete("Job", ctx.training.namespace, job_name(ctx.training.name, attempt))

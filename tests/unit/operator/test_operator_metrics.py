@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from nsm_operator import metrics as m
+
+
+def _text(om):
+    return generate_latest(om.registry).decode()
+
+
+def test_all_names_are_exposed():
+    om = m.OperatorMetrics()
+    om.observe_training("ns", "t", "causal", {"phase": "Running", "attempts": 1})
+    text = _text(om)
+    for name in m.METRIC_NAMES:
+        assert f"# HELP {name} " in text, name
+
+
+def test_per_training_series_follow_phase_and_are_removed():
+    om = m.OperatorMetrics()
+    status = {
+        "phase": "Running", "attempts": 2, "costEstimate": {"usd": 1.5},
+        "progress": {"epoch": 37, "epochs": 100, "bestValLoss": 0.4, "valAccuracy": 0.9,
+                     "classAccuracy": {"0": 0.8, "1": 0.95}, "updatedAt": "2026-01-01T00:00:00Z"},
+    }  # fmt: skip
+    om.observe_training("ns", "t", "causal", status)
+    labels = {"namespace": "ns", "name": "t", "domain": "causal"}
+    get = lambda n, **extra: om.registry.get_sample_value(n, {**labels, **extra})  # noqa: E731
+    assert get(m.TRAINING_EPOCH) == 37 and get(m.TRAINING_EPOCHS) == 100
+    assert get(m.TRAINING_MIN_CLASS_ACCURACY) == 0.8 and get(m.TRAINING_COST_USD) == 1.5
+    assert get(m.TRAINING_PROGRESS_TIMESTAMP) == 1767225600.0
+    assert get(m.TRAINING_PHASE, phase="Running") == 1
+    assert om.registry.get_sample_value(m.TRAININGS, {"phase": "Running"}) == 1
+    om.observe_training("ns", "t", "causal", {**status, "phase": "Succeeded"})
+    assert get(m.TRAINING_PHASE, phase="Running") is None and get(m.TRAINING_PHASE, phase="Succeeded") == 1
+    assert om.registry.get_sample_value(m.TRAININGS, {"phase": "Running"}) == 0
+    om.forget_training("ns", "t", "causal")
+    assert 'name="t"' not in _text(om)
+    assert om.registry.get_sample_value(m.TRAININGS, {"phase": "Succeeded"}) == 0

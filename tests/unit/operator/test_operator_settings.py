@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+
+from nsm_operator.settings import DEFAULT_GPU_NODE_LABELS, OperatorSettings, SettingsError
+
+
+def test_defaults():
+    s = OperatorSettings.from_env({})
+    assert s.default_image == "ghcr.io/nsm-dev/nsm-trainer:0.1.0"
+    assert s.namespaces == () and s.metrics_port == 8080 and s.trainer_metrics_port == 9400
+    assert s.modal_secret == "modal-credentials" and s.modal_poll_seconds == 15.0
+    assert s.node_selector("A100-40GB") == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
+    assert s.node_selector("H100") == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert s.node_selector("nope") == {}
+
+
+def test_every_variable_parses():
+    env = {
+        "NSM_OPERATOR_DEFAULT_IMAGE": "r/i:2",
+        "NSM_OPERATOR_NAMESPACES": " a, b ,,",
+        "NSM_OPERATOR_PRICE_PER_GPU_HOUR": "3.5",
+        "NSM_OPERATOR_GPU_NODE_LABELS": '{"H100": {"pool": "h"}, "X": {"a": "b"}}',
+        "NSM_OPERATOR_METRICS_PORT": "9000",
+        "NSM_OPERATOR_TRAINER_METRICS_PORT": "9401",
+        "NSM_OPERATOR_MODAL_SECRET": "m",
+        "NSM_OPERATOR_MODAL_POLL_SECONDS": "2.5",
+        "NSM_OPERATOR_WATCH_TIMEOUT_SECONDS": "60",
+        "NSM_OPERATOR_REQUEST_TIMEOUT_SECONDS": "7",
+        "UNRELATED": "x",
+    }
+    s = OperatorSettings.from_env(env)
+    assert s.default_image == "r/i:2" and s.namespaces == ("a", "b") and s.price_per_gpu_hour == 3.5
+    assert s.node_selector("H100") == {"pool": "h"} and s.node_selector("X") == {"a": "b"}
+    assert s.node_selector("T4") == dict(DEFAULT_GPU_NODE_LABELS["T4"])  # merged over defaults
+    assert (s.metrics_port, s.trainer_metrics_port, s.modal_secret) == (9000, 9401, "m")
+    assert (s.modal_poll_seconds, s.watch_timeout_seconds, s.request_timeout_seconds) == (2.5, 60, 7.0)
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("NSM_OPERATOR_METRICS_PORT", "http"),
+        ("NSM_OPERATOR_METRICS_PORT", "70000"),
+        ("NSM_OPERATOR_PRICE_PER_GPU_HOUR", "-1"),
+        ("NSM_OPERATOR_GPU_NODE_LABELS", "[1]"),
+        ("NSM_OPERATOR_GPU_NODE_LABELS", "{not json"),
+    ],
+)
+def test_bad_values_name_the_variable(var, value):
+    with pytest.raises(SettingsError, match=var):
+        OperatorSettings.from_env({var: value})
