@@ -1,0 +1,153 @@
+"""In-cluster progress reporter: patches ``status.progress`` of the run's own NSMTraining.
+
+Active only when ``NSM_TRAINING_NAME`` and ``NSM_TRAINING_NAMESPACE`` are set and the optional
+``kubernetes`` package imports (``pip install nsm-operator[operator]``); ``nsm`` itself never
+needs it. This is the one module of :mod:`nsm` allowed to import a Kubernetes client.
+
+Reporting must never slow down or stop training: patches are sent by a daemon thread that always
+sends the newest progress (older unsent ones are dropped), every request has a bounded timeout,
+and failures are logged as warnings and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+from typing import Any
+
+from nsm.spec import API_GROUP, API_VERSION, PLURAL
+from nsm.train.jsonsafe import json_safe
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_SECONDS = 5.0
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def rfc3339(timestamp: float | None = None) -> str:
+    when = dt.datetime.now(dt.timezone.utc) if timestamp is None else dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_body(row: dict[str, Any], epochs: int, best_val_loss: float,
+                checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """The merge patch for one epoch (``row`` is a ``history.json`` row)."""
+    progress = {
+        "epoch": row["epoch"],
+        "epochs": epochs,
+        "trainLoss": row["train_loss"],
+        "valLoss": row["val_loss"],
+        "bestValLoss": best_val_loss,
+        "valAccuracy": row["val_accuracy"],
+        "classAccuracy": {str(c): a for c, a in enumerate(row["val_per_class_accuracy"])},
+        "samplesPerSecond": row["samples_per_second"],
+        "updatedAt": rfc3339(),
+    }
+    status: dict[str, Any] = {"progress": progress}
+    if checkpoint is not None:
+        status["lastCheckpoint"] = checkpoint
+    # NaN/inf (a class without validation samples) are not JSON; the API server would reject them.
+    return json_safe({"status": status})
+
+
+# results.json keys too bulky or redundant for status.result (results.json keeps everything).
+RESULT_OMIT = frozenset({"config", "dataset", "baselines"})
+
+
+def result_body(results: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that puts the ``results.json`` summary into ``status.result``."""
+    return json_safe({"status": {"result": {k: v for k, v in results.items() if k not in RESULT_OMIT}}})
+
+
+class ProgressReporter:
+    """Sends merge patches to ``nsmtrainings/<name>/status`` through ``api`` (a CustomObjectsApi)."""
+
+    def __init__(self, api: Any, name: str, namespace: str, timeout: float = REQUEST_TIMEOUT_SECONDS):
+        self.api = api
+        self.name = name
+        self.namespace = namespace
+        self.timeout = timeout
+        self.failures = 0
+        self.sent = 0
+        self._pending: dict[str, Any] | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name="nsm-progress-reporter", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "ProgressReporter | None":
+        """A reporter for ``$NSM_TRAINING_NAMESPACE/$NSM_TRAINING_NAME``, or None outside a cluster."""
+        env = os.environ if environ is None else environ
+        name, namespace = env.get("NSM_TRAINING_NAME"), env.get("NSM_TRAINING_NAMESPACE")
+        if not name or not namespace:
+            return None
+        try:
+            from kubernetes import client, config
+        except ImportError:
+            log.warning("NSM_TRAINING_NAME is set but the kubernetes package is missing; "
+                        "progress will not be reported (install nsm-operator[operator])")
+            return None
+        try:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config(config_file=env.get("KUBECONFIG"))
+        except Exception as exc:  # noqa: BLE001 - any config problem only disables reporting
+            log.warning("no Kubernetes configuration (in-cluster or KUBECONFIG): %s; "
+                        "progress will not be reported", exc)
+            return None
+        return cls(client.CustomObjectsApi(), name, namespace)
+
+    def report(self, body: dict[str, Any]) -> None:
+        """Queue ``body``, merged over any unsent one (newer fields win); returns immediately."""
+        with self._cond:
+            if self._pending is None:
+                self._pending = body
+            else:
+                self._pending = {"status": {**self._pending.get("status", {}), **body.get("status", {})}}
+            self._cond.notify()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the queue is drained; True when it was within ``timeout``."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending is None and not self._busy, timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is queued (bounded by ``timeout``, default one request timeout) and stop."""
+        self.flush(self.timeout + 1 if timeout is None else timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=1)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._closed)
+                if self._pending is None:
+                    return
+                body, self._pending, self._busy = self._pending, None, True
+            self._send(body)
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _send(self, body: dict[str, Any]) -> None:
+        try:
+            self.api.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, self.namespace, PLURAL, self.name, body,
+                _request_timeout=self.timeout, _content_type=MERGE_PATCH,
+            )
+            self.sent += 1
+            if self.failures:
+                log.info("progress reporting recovered after %d failed patch(es)", self.failures)
+            self.failures = 0
+        except Exception as exc:  # noqa: BLE001 - reporting must never stop training
+            self.failures += 1
+            if self.failures == 1 or self.failures % 10 == 0:
+                log.warning("could not patch status of %s %s/%s (%d consecutive failures): %s",
+                            PLURAL, self.namespace, self.name, self.failures, exc)

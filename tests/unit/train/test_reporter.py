@@ -1,0 +1,95 @@
+import re
+import subprocess
+import sys
+
+from nsm.train.reporter import ProgressReporter, result_body, status_body
+
+ROW = {
+    "epoch": 4, "train_loss": 0.5, "val_loss": 0.6, "val_accuracy": 0.75,
+    "val_per_class_accuracy": [0.7, 0.8], "samples_per_second": 123.0,
+}
+
+
+class FakeCustomObjectsApi:
+    def __init__(self, fail: int = 0):
+        self.calls = []
+        self.fail = fail
+
+    def patch_namespaced_custom_object_status(self, group, version, namespace, plural, name, body, **kwargs):
+        if self.fail:
+            self.fail -= 1
+            raise RuntimeError("API server unavailable")
+        self.calls.append((group, version, namespace, plural, name, body, kwargs))
+        return body
+
+
+def test_patches_status_subresource_with_camel_case_progress():
+    api = FakeCustomObjectsApi()
+    reporter = ProgressReporter(api, "causal-prod", "ml")
+    checkpoint = {"epoch": 4, "path": "/checkpoints/last.pt", "time": "2026-01-01T00:00:00Z"}
+    reporter.report(status_body(ROW, epochs=10, best_val_loss=0.55, checkpoint=checkpoint))
+    reporter.close()
+    (call,) = api.calls
+    group, version, namespace, plural, name, body, kwargs = call
+    assert (group, version, namespace, plural, name) == ("nsm.dev", "v1alpha1", "ml", "nsmtrainings", "causal-prod")
+    assert kwargs["_content_type"] == "application/merge-patch+json"
+    assert 0 < kwargs["_request_timeout"] <= 5
+    progress = body["status"]["progress"]
+    updated = progress.pop("updatedAt")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", updated)
+    assert progress == {
+        "epoch": 4, "epochs": 10, "trainLoss": 0.5, "valLoss": 0.6, "bestValLoss": 0.55,
+        "valAccuracy": 0.75, "classAccuracy": {"0": 0.7, "1": 0.8}, "samplesPerSecond": 123.0,
+    }
+    assert body["status"]["lastCheckpoint"] == checkpoint
+
+
+def test_failures_are_logged_and_never_raised(caplog):
+    api = FakeCustomObjectsApi(fail=1)
+    reporter = ProgressReporter(api, "x", "ns")
+    reporter.report(status_body(ROW, 10, 0.5, None))
+    assert reporter.flush(5)
+    reporter.report(status_body(ROW, 10, 0.5, None))
+    reporter.close()
+    assert reporter.failures == 0 and len(api.calls) == 1
+    assert "could not patch status" in caplog.text
+
+
+def test_inactive_without_the_environment():
+    assert ProgressReporter.from_env({}) is None
+    assert ProgressReporter.from_env({"NSM_TRAINING_NAME": "x"}) is None
+
+
+def test_trainer_reports_every_epoch(run_tiny, monkeypatch):
+    api = FakeCustomObjectsApi()
+    created = []
+
+    def fake_from_env(cls=None, environ=None):
+        created.append(ProgressReporter(api, "unit", "ns"))
+        return created[-1]
+
+    monkeypatch.setattr(ProgressReporter, "from_env", staticmethod(fake_from_env))
+    run_tiny(epochs=2)
+    progress = [c[5]["status"]["progress"]["epoch"] for c in api.calls if "progress" in c[5]["status"]]
+    assert progress[-1] == 2
+    final = api.calls[-1][5]["status"]
+    assert final["result"]["status"] == "completed" and final["result"]["epochs_run"] == 2
+    assert "config" not in final["result"] and "dataset" not in final["result"]
+
+
+def test_unsent_patches_merge_and_nan_becomes_null():
+    api = FakeCustomObjectsApi()
+    reporter = ProgressReporter(api, "x", "ns")
+    reporter.close()  # the sender has stopped: what is reported now stays queued for inspection
+    row = {**ROW, "val_per_class_accuracy": [0.7, float("nan")]}
+    reporter.report(status_body(row, 10, 0.5, None))
+    reporter.report(result_body({"status": "completed", "best": {"val_loss": float("inf")}, "config": {}}))
+    pending = reporter._pending["status"]
+    assert pending["progress"]["classAccuracy"] == {"0": 0.7, "1": None}
+    assert pending["result"] == {"status": "completed", "best": {"val_loss": None}}
+
+
+def test_reporter_module_does_not_import_torch():
+    # The operator imports status_body; it must stay light.
+    code = "import sys, nsm.train.reporter; assert 'torch' not in sys.modules, 'torch imported'"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
