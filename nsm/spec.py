@@ -206,6 +206,10 @@ class ModelSpec(_Model):
         None, ge=1, le=64, description="R-GCN basis count; null picks min(8, number of relations)."
     )
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout probability.")
+    # Planning needs 4 hops from an init fact to the goal at the finest level; one L1 layer stays
+    # at chance there. More layers reach further but train less reliably in few epochs.
+    l1_layers: int = Field(3, ge=1, le=8, description="R-GCN layers of the L1 encoder.")
+    coarse_layers: int = Field(1, ge=1, le=8, description="R-GCN layers of the L2 and L3 encoders.")
 
 
 class NSMTrainingSpec(_Model):

@@ -73,6 +73,8 @@ def default_model_factory(dataset: Any, spec: Any) -> torch.nn.Module:
         num_bases=spec.model.num_bases,
         pool_ratio=spec.pool_ratio,
         dropout=spec.model.dropout,
+        l1_layers=spec.model.l1_layers,
+        coarse_layers=spec.model.coarse_layers,
     )
     return NSMModel(config)
 
