@@ -33,7 +33,8 @@ class NSMConfig:
         dropout: dropout after every R-GCN layer and in the classifier.
         l1_layers: R-GCN layers of the L1 encoder. Multi-hop questions (the planning domain needs
             4 hops from an init fact to the goal) are answered at the finest level: with one
-            layer the model stays at chance on planning, with two it learns.
+            layer the model stays at chance on planning; with two it plateaus near 0.75 balanced
+            accuracy in 10 epochs, with three it reaches 1.0 (``nsm validate``).
         coarse_layers: R-GCN layers of the L2 and L3 encoders.
         l1_cycle_weight / l2_cycle_weight: mix of the two cycle losses in ``cycle_loss``.
     """
@@ -45,7 +46,7 @@ class NSMConfig:
     num_bases: int | None = None
     pool_ratio: float = 0.5
     dropout: float = 0.1
-    l1_layers: int = 2
+    l1_layers: int = 3
     coarse_layers: int = 1
     l1_cycle_weight: float = 0.7
     l2_cycle_weight: float = 0.3

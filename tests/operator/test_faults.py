@@ -6,7 +6,7 @@ import asyncio
 
 import kmock as kmock_lib
 from nsm_operator.kube import Kube, connection_info
-from conftest import (
+from tests.operator.conftest import (
     NAMESPACE, RUNNING, eventually, job_posts, phase_is, run_operator, set_job_status, status_of, training,
 )  # fmt: skip
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from conftest import (
+from tests.operator.conftest import (
     COMPLETE, NAMESPACE, RUNNING, add_failed_pod, eventually, failed, job_posts, phase_is, set_job_status,
     status_of, training,
 )  # fmt: skip

@@ -6,7 +6,6 @@ operator reconciles an NSMTraining with only that identity, and the rendered cha
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import yaml
@@ -14,6 +13,7 @@ from tests.e2e.chart.helm_release import CHART, kube_version, release, run_helm 
 
 from nsm_operator.rbac import OPERATOR_RULES
 from tests.e2e.chart.operator_process import OperatorProcess, serviceaccount_kubeconfig, static_volume
+from tests.cluster.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -47,14 +47,7 @@ DENIED = [
 
 
 def _wait(predicate, timeout: float, what: str, interval: float = 0.5, log=lambda: ""):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})\n{log()[-4000:]}")
+    return wait_for(predicate, timeout, what, describe=log, interval=interval)
 
 
 def _canonical(rules):

@@ -15,12 +15,14 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.cluster.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 NAMESPACE_GLOB = "test-op-*"
@@ -208,18 +210,6 @@ class Trainings:
 
     def jobs(self, name: str) -> list:
         return self.batch.list_namespaced_job(self.ns, label_selector=f"nsm.dev/training={name}").items
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             describe: Callable[[], str] = lambda: "", interval: float = 0.25) -> Any:  # fmt: skip
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}\n{describe()}")
 
 
 @pytest.fixture

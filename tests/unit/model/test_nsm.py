@@ -44,7 +44,7 @@ def _random_batch(num_graphs=6, vocab=(5, 3), num_relations=4, device="cpu"):
 def test_config_defaults_and_round_trip():
     cfg = NSMConfig(feature_vocab=[5, 3], num_relations=12)
     assert (cfg.num_classes, cfg.hidden_dim, cfg.num_bases, cfg.pool_ratio, cfg.dropout) == (2, 64, None, 0.5, 0.1)
-    assert (cfg.l1_layers, cfg.coarse_layers, cfg.l1_cycle_weight, cfg.l2_cycle_weight) == (2, 1, 0.7, 0.3)
+    assert (cfg.l1_layers, cfg.coarse_layers, cfg.l1_cycle_weight, cfg.l2_cycle_weight) == (3, 1, 0.7, 0.3)
     assert cfg.bases == 8 and NSMConfig(feature_vocab=[2], num_relations=3).bases == 3
     d = cfg.to_dict()
     assert d["feature_vocab"] == [5, 3] and d["num_bases"] is None
