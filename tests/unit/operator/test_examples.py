@@ -37,3 +37,14 @@ def test_validate_3level_is_three_short_runs():
 def test_local_example_is_cpu_only():
     path = next(p for p in EXAMPLES if p.name == "nsmtraining-local.yaml")
     assert load_training(path).spec.resources.gpu.count == 0
+
+
+def test_local_example_is_the_embedded_default_run():
+    """`nsm train -f examples/nsmtraining-local.yaml` trains what `make run` trains."""
+    from nsm.spec import parse_training as parse
+    from nsm.train.defaults import default_training
+
+    path = next(p for p in EXAMPLES if p.name == "nsmtraining-local.yaml")
+    local = load_training(path).spec.model_dump(exclude={"checkpoint", "retry", "timeout_seconds"})
+    default = parse(default_training()).spec.model_dump(exclude={"checkpoint", "retry", "timeout_seconds"})
+    assert local == default
