@@ -195,8 +195,23 @@ def test_credentials_never_print() -> None:
     assert redact("x ak-abcdefgh1234 y as-zyxwvu98765 z") == "x *** y *** z"
 
 
-def test_the_real_sdk_against_unreachable_servers_times_out() -> None:
-    """No internet here: the real SDK must end in the bridge's deadline, not hang for a minute."""
+@pytest.fixture
+def blackhole_server(monkeypatch: pytest.MonkeyPatch):
+    """A loopback port that accepts TCP connections and never answers: what an unreachable or
+    stalled Modal API looks like to the SDK. The real SDK is pointed at it (``MODAL_SERVER_URL``),
+    so this test never sends traffic beyond this machine."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
+        yield sock
+
+
+def test_the_real_sdk_against_unreachable_servers_times_out(blackhole_server) -> None:
+    """Modal's servers are unreachable here: the real SDK, talking to a loopback port that never
+    answers, must end in the bridge's deadline, not hang for a minute."""
     started = time.monotonic()
     with pytest.raises(BridgeError) as info:
         SDKBridge(CREDS, timeout=1.0).cancel("fc-doesnotexist")
