@@ -59,7 +59,14 @@ K8S_LDFLAGS="-s -w \
 -X k8s.io/client-go/pkg/version.gitTreeState=clean"
 ETCD_LDFLAGS="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION"
 KWOK_LDFLAGS="-s -w"
-HELM_LDFLAGS="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+# As helm's own release build does: offline commands (helm template/lint) assume the Kubernetes
+# version of the client-go helm is built with (1.36) instead of the v1.20 fallback, so a chart's
+# `kubeVersion: >=1.29` renders without --kube-version.
+HELM_K8S_MAJOR=1
+HELM_K8S_MINOR=36
+HELM_LDFLAGS="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$HELM_K8S_MAJOR -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR \
+-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$HELM_K8S_MAJOR -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR"
 
 K8S_DIR="$BIN_DIR/kubernetes-$K8S_VERSION"
 ETCD_DIR="$BIN_DIR/etcd-$ETCD_VERSION"

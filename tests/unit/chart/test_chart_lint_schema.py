@@ -113,3 +113,12 @@ def _merge(base: dict, override: dict) -> dict:
     for k, v in override.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def test_pinned_helm_renders_the_chart_without_kube_version(helm):
+    """The pinned helm is stamped with the Kubernetes version of its client-go (as helm's own
+    release build is), so a user's offline `helm template` / `helm lint` accepts the chart's
+    `kubeVersion` without `--kube-version` (an unstamped source build assumes v1.20 and refuses)."""
+    for args in (["template", "nsm", str(CHART)], ["lint", "--strict", str(CHART)]):
+        proc = run_helm(helm, *args, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
