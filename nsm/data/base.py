@@ -9,7 +9,7 @@ can predict the label; only how the graph is wired does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +62,27 @@ def graph_tensors(
         torch.from_numpy(ei),
         torch.from_numpy(np.asarray(rel, dtype=np.int64)),
     )
+
+
+def collect_pairs(
+    name: str, count: int, make_pair: Callable[[], tuple[Any, Any] | None]
+) -> list[tuple[Any, Any]]:
+    """Call ``make_pair()`` until ``ceil(count / 2)`` matched (positive, negative) pairs exist.
+
+    ``make_pair`` returns ``None`` for a draw that cannot be made into a pair. The attempt budget
+    (``50 * count + 1000``) turns a size/seed that cannot produce pairs into an error naming the
+    generator instead of a hang.
+    """
+    pairs: list[tuple[Any, Any]] = []
+    attempts = 0
+    while 2 * len(pairs) < count:
+        attempts += 1
+        if attempts > 50 * count + 1000:
+            raise RuntimeError(f"{name}: gave up after {attempts} attempts at {len(pairs)} pairs")
+        pair = make_pair()
+        if pair is not None:
+            pairs.append(pair)
+    return pairs
 
 
 def pack_pairs(

@@ -21,7 +21,7 @@ from collections import deque
 
 import numpy as np
 
-from nsm.data.base import GENERATOR_VERSION, GeneratedDataset, make_rng, pack_pairs, permuted_graph
+from nsm.data.base import GENERATOR_VERSION, GeneratedDataset, collect_pairs, make_rng, pack_pairs, permuted_graph
 
 RELATION_NAMES: tuple[str, ...] = ("causes", "latent_cause", "intervenes", "measured_by")
 CAUSES, LATENT_CAUSE, INTERVENES, MEASURED_BY = range(4)
@@ -170,15 +170,14 @@ def generate_causal(num_scenarios: int, seed: int) -> GeneratedDataset:
     if num_scenarios < 2:
         raise ValueError(f"generate_causal: num_scenarios must be >= 2, got {num_scenarios}")
     rng = make_rng(seed)
-    pairs = []
-    attempts = 0
-    while 2 * len(pairs) < num_scenarios:
-        attempts += 1
-        if attempts > 50 * num_scenarios + 1000:  # a size/seed that cannot produce pairs must not hang
-            raise RuntimeError(f"generate_causal: gave up after {attempts} attempts at {len(pairs)} pairs")
+
+    def make_pair():
         pair = _scenario(rng)
-        if pair is not None:
-            pairs.append((permuted_graph(rng, *pair[0]), permuted_graph(rng, *pair[1])))
+        if pair is None:
+            return None
+        return permuted_graph(rng, *pair[0]), permuted_graph(rng, *pair[1])
+
+    pairs = collect_pairs("generate_causal", num_scenarios, make_pair)
     store = pack_pairs(pairs, rng, num_scenarios)
     params = {"num_scenarios": num_scenarios, "seed": seed, "generator_version": GENERATOR_VERSION}
     return GeneratedDataset(store, list(FEATURE_VOCAB), RELATION_NAMES, params)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nsm.data.base import GENERATOR_VERSION, GeneratedDataset, make_rng, pack_pairs, permuted_graph
+from nsm.data.base import GENERATOR_VERSION, GeneratedDataset, collect_pairs, make_rng, pack_pairs, permuted_graph
 
 RELATION_NAMES: tuple[str, ...] = (
     "parent_of",
@@ -221,16 +221,12 @@ def generate_kg(num_entities: int, num_triples: int, seed: int) -> GeneratedData
     rng = make_rng(seed)
     w = _World(rng, num_entities, num_triples)
     local = np.full(num_entities, -1, dtype=np.int64)
-    pairs = []
-    attempts = 0
-    while 2 * len(pairs) < num_triples:
-        attempts += 1
-        if attempts > 50 * num_triples + 1000:  # a size/seed that cannot produce pairs must not hang
-            raise RuntimeError(f"generate_kg: gave up after {attempts} attempts at {len(pairs)} pairs")
+
+    def make_pair():
         rule = int(rng.integers(1, 5))
         cand = _candidate(rng, w, rule)
         if cand is None:
-            continue
+            return None
         core, t, t2 = cand
         nodes, edges = _subgraph(rng, w, core, fanout=int(rng.integers(2, 5)))
         local[nodes] = np.arange(nodes.size)
@@ -243,7 +239,9 @@ def generate_kg(num_entities: int, num_triples: int, seed: int) -> GeneratedData
             x[local[core[0]], 2], x[local[tail], 2] = rule, rule
             graphs.append(permuted_graph(rng, x, src, dst, rel))
         local[nodes] = -1
-        pairs.append((graphs[0], graphs[1]))
+        return graphs[0], graphs[1]
+
+    pairs = collect_pairs("generate_kg", num_triples, make_pair)
     store = pack_pairs(pairs, rng, num_triples)
     params = {
         "num_entities": num_entities,

@@ -25,7 +25,7 @@ from collections import deque
 
 import numpy as np
 
-from nsm.data.base import GENERATOR_VERSION, GeneratedDataset, make_rng, pack_pairs, permuted_graph
+from nsm.data.base import GENERATOR_VERSION, GeneratedDataset, collect_pairs, make_rng, pack_pairs, permuted_graph
 
 RELATION_NAMES: tuple[str, ...] = (
     "precondition",
@@ -135,12 +135,8 @@ def generate_planning(num_problems: int, seed: int) -> GeneratedDataset:
     if num_problems < 2:
         raise ValueError(f"generate_planning: num_problems must be >= 2, got {num_problems}")
     rng = make_rng(seed)
-    pairs = []
-    attempts = 0
-    while 2 * len(pairs) < num_problems:
-        attempts += 1
-        if attempts > 50 * num_problems + 1000:  # a size/seed that cannot produce pairs must not hang
-            raise RuntimeError(f"generate_planning: gave up after {attempts} attempts at {len(pairs)} pairs")
+
+    def make_pair():
         L = int(rng.integers(5, 7))
         K = 2 if rng.random() < 0.7 else 3
         road_sets = [_sample_roads(rng, L, int(rng.integers(L - 1, L + 2))) for _ in range(K)]
@@ -149,16 +145,18 @@ def generate_planning(num_problems: int, seed: int) -> GeneratedDataset:
         near = [np.flatnonzero(dist == h) for h in range(1, HORIZON + 1)]
         near = [c for c in near if c.size]
         if not near:
-            continue
+            return None
         # Prefer the deepest available goal half of the time so the full horizon is exercised.
         pool = near[-1] if rng.random() < 0.5 else near[int(rng.integers(len(near)))]
         goal = int(pool[int(rng.integers(pool.size))])
         broken = _breaking_swap(rng, L, road_sets[0], int(init[0]), goal)
         if broken is None:
-            continue
+            return None
         pos = _encode(L, road_sets, init, goal)
         neg = _encode(L, [broken] + road_sets[1:], init, goal)
-        pairs.append((permuted_graph(rng, *pos), permuted_graph(rng, *neg)))
+        return permuted_graph(rng, *pos), permuted_graph(rng, *neg)
+
+    pairs = collect_pairs("generate_planning", num_problems, make_pair)
     store = pack_pairs(pairs, rng, num_problems)
     params = {"num_problems": num_problems, "seed": seed, "generator_version": GENERATOR_VERSION}
     return GeneratedDataset(store, list(FEATURE_VOCAB), RELATION_NAMES, params)
