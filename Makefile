@@ -44,7 +44,7 @@ cluster-down:
 	bash tests/cluster/down.sh
 
 crd: venv
-	$(BIN)/nsm crd --output charts/nsm-operator/crds/nsm.dev_nsmtrainings.yaml
+	$(BIN)/nsm crd --output charts/nsm-operator/crd/nsm.dev_nsmtrainings.yaml
 
 bench: venv
 	$(BIN)/python bench/throughput.py

@@ -1,6 +1,7 @@
 """Generate the NSMTraining CustomResourceDefinition from the pydantic spec.
 
-``nsm crd`` writes ``charts/nsm-operator/crds/nsm.dev_nsmtrainings.yaml``; a test fails when the
+``nsm crd`` writes ``charts/nsm-operator/crd/nsm.dev_nsmtrainings.yaml`` (the chart's
+``templates/crd.yaml`` renders it, so ``helm upgrade`` updates it); a test fails when the
 committed file differs from :func:`render_crd`. The pydantic JSON schema is turned into a
 *structural* OpenAPI v3.0 schema: ``$ref`` inlined, ``anyOf [X, null]`` -> ``nullable: true``,
 numeric ``exclusiveMinimum: x`` -> ``minimum: x, exclusiveMinimum: true``, quantities as
@@ -224,5 +225,5 @@ HEADER = "# Generated from nsm/spec.py by `nsm crd` (make crd). Do not edit by h
 
 
 def render_crd() -> str:
-    """The CRD as the YAML text committed under charts/nsm-operator/crds/."""
+    """The CRD as the YAML text committed under charts/nsm-operator/crd/."""
     return HEADER + yaml.safe_dump(crd(), sort_keys=False, default_flow_style=False, width=120)

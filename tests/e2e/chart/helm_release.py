@@ -48,7 +48,9 @@ def release(cluster, namespace) -> Release:
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
                     "pod-security.kubernetes.io/enforce-version=latest", check=True)
     name = f"nsmop-{namespace[-5:]}"  # cluster-scoped RBAC objects need a name unique per test
-    run_helm(cluster, "install", name, str(CHART), "--namespace", namespace)
+    # --take-ownership: the CRD is cluster-wide and outlives releases (helm.sh/resource-policy:
+    # keep), so in one test session it may come from the nsm_crd fixture or an earlier release.
+    run_helm(cluster, "install", name, str(CHART), "--namespace", namespace, "--take-ownership")
     fullname = f"{name}-nsm-operator"
     yield Release(name=name, namespace=namespace, fullname=fullname, serviceaccount=fullname)
     run_helm(cluster, "uninstall", name, "--namespace", namespace, "--wait", check=False)

@@ -69,7 +69,7 @@ def test_install_creates_the_operator(cluster, release, apiextensions_v1, k8s_ap
     assert core.read_namespaced_service_account(release.serviceaccount, ns)
     svc = core.read_namespaced_service(release.fullname, ns)
     assert [(p.name, p.port) for p in svc.spec.ports] == [("metrics", 8080)]
-    role = rbac.read_cluster_role(release.fullname)
+    role = rbac.read_cluster_role(release.fullname)  # the operator's; -edit/-view are for users
     assert _canonical([r.to_dict() for r in role.rules]) == _canonical(OPERATOR_RULES)
     binding = rbac.read_cluster_role_binding(release.fullname)
     assert [(s.kind, s.name, s.namespace) for s in binding.subjects] == [("ServiceAccount", release.serviceaccount, ns)]
@@ -198,7 +198,7 @@ def test_rendered_chart_passes_server_side_dry_run(cluster, namespace, values):
     """`helm template | kubectl apply --dry-run=server -f -`: the API server validates every object.
     ServiceMonitor/PodMonitor/PrometheusRule are left off: the test cluster has no Prometheus
     Operator CRDs (their shape is covered by tests/unit/chart)."""
-    rendered = run_helm(cluster, "template", "dry", str(CHART), "--namespace", namespace, "--include-crds",
+    rendered = run_helm(cluster, "template", "dry", str(CHART), "--namespace", namespace,
                         "--kube-version", kube_version(), *values).stdout
     kinds = {d["kind"] for d in yaml.safe_load_all(rendered) if d}
     assert {"Deployment", "ClusterRole", "CustomResourceDefinition"} <= kinds

@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.prometheus, pytest.mark.e2e]
 REPO = Path(__file__).resolve().parents[3]
 DASHBOARD = REPO / "charts" / "nsm-operator" / "dashboards" / "nsm-training.json"
 RULES = REPO / "charts" / "nsm-operator" / "rules" / "nsm-alerts.yaml"
-CRD = REPO / "charts" / "nsm-operator" / "crds" / "nsm.dev_nsmtrainings.yaml"
+CRD = REPO / "charts" / "nsm-operator" / "crd" / "nsm.dev_nsmtrainings.yaml"
 TRAINING = "prom-causal"
 RATE_INTERVAL = "30s"
 

@@ -12,7 +12,7 @@ from nsm.cli import main as nsm_main
 from nsm.crd import CRD_NAME, crd, render_crd, spec_schema
 
 ROOT = Path(__file__).resolve().parents[3]
-COMMITTED = ROOT / "charts/nsm-operator/crds/nsm.dev_nsmtrainings.yaml"
+COMMITTED = ROOT / "charts/nsm-operator/crd/nsm.dev_nsmtrainings.yaml"
 
 
 def test_committed_crd_matches_the_model():
