@@ -153,7 +153,7 @@ class StorageSpec(_Model):
 class CheckpointSpec(_Model):
     every_epochs: int = Field(10, ge=1, le=100_000, description="Write epoch-NNNN.pt every N epochs.")
     keep: int = Field(3, ge=1, le=1000, description="How many epoch-NNNN.pt files to keep.")
-    storage: StorageSpec = Field(default_factory=StorageSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="The PVC the checkpoints live on.")
 
 
 class DataLoaderSpec(_Model):
@@ -169,7 +169,7 @@ class GPUSpec(_Model):
 
 
 class ResourcesSpec(_Model):
-    gpu: GPUSpec = Field(default_factory=GPUSpec)
+    gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPUs of one attempt.")
     cpu: str = Field("4", pattern=QUANTITY_PATTERN, description="CPU request of the trainer.")
     memory: str = Field("16Gi", pattern=QUANTITY_PATTERN, description="Memory request and limit of the trainer.")
 
@@ -228,18 +228,22 @@ class NSMTrainingSpec(_Model):
     )
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed of data generation, splits and training.")
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    optimization: OptimizationSpec = Field(default_factory=OptimizationSpec)
-    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
-    data_loader: DataLoaderSpec = Field(default_factory=DataLoaderSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    retry: RetrySpec = Field(default_factory=RetrySpec)
+    model: ModelSpec = Field(default_factory=ModelSpec, description="Architecture of the hierarchical GNN.")
+    optimization: OptimizationSpec = Field(
+        default_factory=OptimizationSpec, description="Mixed precision, learning-rate schedule, clipping, weight decay."
+    )
+    early_stopping: EarlyStoppingSpec = Field(
+        default_factory=EarlyStoppingSpec, description="Stop when the validation loss stops improving."
+    )
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint cadence and storage.")
+    data_loader: DataLoaderSpec = Field(default_factory=DataLoaderSpec, description="PyTorch DataLoader settings.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPU, CPU and memory of one attempt.")
+    retry: RetrySpec = Field(default_factory=RetrySpec, description="Retries of failed attempts, with backoff.")
     timeout_seconds: int = Field(7200, ge=1, le=30 * 86_400, description="Wall-clock limit of one attempt.")
     image: str | None = Field(None, description="Trainer image; the operator's default if null.")
     suspend: bool = Field(False, description="Stop the active attempt and keep its checkpoint.")
     queue_name: str | None = Field(None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name).")
-    modal: ModalSpec = Field(default_factory=ModalSpec)
+    modal: ModalSpec = Field(default_factory=ModalSpec, description="Modal app and volume (target: modal).")
 
     @model_validator(mode="after")
     def _domain_defaults(self) -> "NSMTrainingSpec":
