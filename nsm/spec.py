@@ -157,7 +157,9 @@ class CheckpointSpec(_Model):
 
 
 class DataLoaderSpec(_Model):
-    num_workers: int = Field(4, ge=0, le=64, description="DataLoader worker processes.")
+    num_workers: int | None = Field(
+        None, ge=0, le=64, description="DataLoader worker processes; null: one per CPU available, at most 4."
+    )
     pin_memory: bool = Field(True, description="Pin host memory for faster host-to-GPU copies.")
     persistent_workers: bool = Field(True, description="Keep workers alive between epochs.")
     prefetch_factor: int = Field(2, ge=1, le=64, description="Batches prefetched per worker.")
