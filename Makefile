@@ -24,7 +24,7 @@ venv: $(STAMP)
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip==25.3
-	$(BIN)/python -m pip install -q -e '.[operator,modal,test]'
+	$(BIN)/python -m pip install -q -e '.[operator,modal,tracking,test]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -5,8 +5,9 @@
 # cuBLAS, cuDNN, NCCL … wheels (nvidia-*), so a CUDA+cuDNN base would ship those libraries twice.
 # The GPU driver (libcuda) is not in any image: the NVIDIA container toolkit mounts the node's.
 # Stage 1 builds the project's wheel and installs it with its pinned dependencies (torch,
-# torch-geometric and the `operator` extra for the progress reporter) into /opt/venv; stage 2
-# copies only that virtualenv, so no wheel, pip cache or build tool reaches the runtime image.
+# torch-geometric, the `operator` extra for the progress reporter and `tracking` for TensorBoard)
+# into /opt/venv; stage 2 copies only that virtualenv, so no wheel, pip cache or build tool
+# reaches the runtime image.
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -17,7 +18,7 @@ COPY operator/ operator/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist . \
  && python -m venv /opt/venv \
  && set -- /dist/*.whl \
- && /opt/venv/bin/pip install --no-cache-dir "$1[operator]"
+ && /opt/venv/bin/pip install --no-cache-dir "$1[operator,tracking]"
 
 FROM ${PYTHON_IMAGE}
 # The same base and path as the build stage: the virtualenv's python links to its interpreter.

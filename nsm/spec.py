@@ -202,6 +202,14 @@ class ModalSpec(_Model):
     )
 
 
+class TrackingSpec(_Model):
+    """Experiment tracking next to history.json."""
+
+    tensorboard: bool = Field(
+        False, description="Write TensorBoard event files (one scalar per history.json field) to <run dir>/tensorboard."
+    )
+
+
 class ModelSpec(_Model):
     hidden_dim: int = Field(64, ge=8, le=1024, description="Hidden width of every level.")
     num_bases: int | None = Field(
@@ -246,6 +254,7 @@ class NSMTrainingSpec(_Model):
     suspend: bool = Field(False, description="Stop the active attempt and keep its checkpoint.")
     queue_name: str | None = Field(None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name).")
     modal: ModalSpec = Field(default_factory=ModalSpec, description="Modal app and volume (target: modal).")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="Experiment tracking (TensorBoard).")
 
     @model_validator(mode="after")
     def _domain_defaults(self) -> "NSMTrainingSpec":

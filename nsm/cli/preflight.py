@@ -70,8 +70,17 @@ def check_resume(mode: str, domain: str) -> None:
         raise UsageError(f"--resume {mode}: checkpoint is for domain {found!r}, not {domain!r}")
 
 
-def check_train_options(args: Any, domain: str) -> None:
+def check_tracking(tensorboard: bool) -> None:
+    import importlib.util
+
+    if tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("spec.tracking.tensorboard needs the tensorboard package "
+                         "(pip install 'nsm-operator[tracking]')")
+
+
+def check_train_options(args: Any, domain: str, tensorboard: bool = False) -> None:
     """Every machine-side flag of ``nsm train``; raises :class:`UsageError`."""
+    check_tracking(tensorboard)
     check_device(args.device)
     check_directory("--output-dir", args.output_dir)
     check_directory("--data-cache", args.data_cache)

@@ -1,0 +1,91 @@
+"""spec.tracking.tensorboard: the event files parse back with TensorBoard's own reader and hold
+every epoch of every history.json field, once — also across a resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nsm.train.tracking import TENSORBOARD_DIR, scalars
+
+from .conftest import without_timing
+
+
+def _read(run_dir) -> dict[str, list[tuple[int, float]]]:
+    acc = EventAccumulator(str(run_dir / TENSORBOARD_DIR), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _expected(history: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    out: dict[str, list[tuple[int, float]]] = {}
+    for row in history:
+        for tag, value in scalars(row).items():
+            out.setdefault(tag, []).append((row["epoch"], value))
+    return out
+
+
+def _assert_same(events, history):
+    expected = _expected(history)
+    assert set(events) == set(expected)
+    for tag, points in expected.items():
+        assert [s for s, _ in events[tag]] == [s for s, _ in points], tag
+        assert [v for _, v in events[tag]] == pytest.approx([v for _, v in points], rel=1e-6), tag
+
+
+def test_every_history_field_every_epoch(run_tiny):
+    _, out = run_tiny(epochs=3, tracking={"tensorboard": True})
+    history = json.loads((out / "history.json").read_text())
+    events = _read(out)
+    _assert_same(events, history)
+    # One scalar per field: per-class accuracy per class, nothing for `epoch` itself.
+    fields = {k for k in history[0] if k != "epoch" and not isinstance(history[0][k], list)}
+    assert fields <= set(events) and "epoch" not in events
+    assert {"val_per_class_accuracy/0", "val_per_class_accuracy/1"} <= set(events)
+    assert len(events["val_loss"]) == 3
+
+
+def test_off_by_default_and_history_unchanged(run_tiny, tmp_path):
+    _, plain = run_tiny(tmp_path / "plain", epochs=2)
+    _, tracked = run_tiny(tmp_path / "tracked", epochs=2, tracking={"tensorboard": True})
+    assert not (plain / TENSORBOARD_DIR).exists()
+    assert without_timing(json.loads((plain / "history.json").read_text())) == \
+        without_timing(json.loads((tracked / "history.json").read_text()))
+
+
+def test_resume_keeps_each_epoch_once(run_tiny, tmp_path):
+    """An attempt that logged epoch 3 but died before its checkpoint counted: the next attempt
+    resumes from epoch 2 and rewrites epoch 3; readers see epoch 3 once (purge_step)."""
+    out = tmp_path / "run"
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_epoch_3(line):
+        if line.startswith("epoch    3/"):
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_tiny(out, log=crash_after_epoch_3, epochs=4, tracking={"tensorboard": True})
+    assert [s for s, _ in _read(out)["val_loss"]] == [1, 2, 3]
+    shutil.copy(out / "epoch-0002.pt", out / "last.pt")  # the epoch-3 checkpoint never committed
+    results, _ = run_tiny(out, epochs=4, tracking={"tensorboard": True})
+    assert results["resumed_from_epoch"] == 2
+    history = json.loads((out / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    _assert_same(_read(out), history)
+
+
+def test_missing_tensorboard_package_is_a_usage_error(monkeypatch):
+    import importlib.util
+
+    from nsm.cli.preflight import UsageError, check_tracking
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name))
+    with pytest.raises(UsageError, match="spec.tracking.tensorboard needs the tensorboard package"):
+        check_tracking(True)
+    check_tracking(False)
