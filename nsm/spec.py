@@ -202,12 +202,30 @@ class ModalSpec(_Model):
     )
 
 
+class SecretKeyRef(_Model):
+    """A key of a Secret in the training's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Secret name.")
+    key: str = Field("WANDB_API_KEY", min_length=1, max_length=253, description="Key holding the value.")
+
+
+class WandbSpec(_Model):
+    """A Weights & Biases run per training; all attempts continue the same run."""
+
+    project: str = Field(min_length=1, max_length=128, description="W&B project.")
+    entity: str | None = Field(None, min_length=1, max_length=128, description="W&B entity; the key's default if null.")
+    secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret with the API key (env WANDB_API_KEY); without one the run is written offline."
+    )
+
+
 class TrackingSpec(_Model):
     """Experiment tracking next to history.json."""
 
     tensorboard: bool = Field(
         False, description="Write TensorBoard event files (one scalar per history.json field) to <run dir>/tensorboard."
     )
+    wandb: WandbSpec | None = Field(None, description="Log every history.json field to Weights & Biases.")
 
 
 class ModelSpec(_Model):
@@ -254,7 +272,7 @@ class NSMTrainingSpec(_Model):
     suspend: bool = Field(False, description="Stop the active attempt and keep its checkpoint.")
     queue_name: str | None = Field(None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name).")
     modal: ModalSpec = Field(default_factory=ModalSpec, description="Modal app and volume (target: modal).")
-    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="Experiment tracking (TensorBoard).")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="TensorBoard and W&B tracking.")
 
     @model_validator(mode="after")
     def _domain_defaults(self) -> "NSMTrainingSpec":

@@ -70,17 +70,20 @@ def check_resume(mode: str, domain: str) -> None:
         raise UsageError(f"--resume {mode}: checkpoint is for domain {found!r}, not {domain!r}")
 
 
-def check_tracking(tensorboard: bool) -> None:
+def check_tracking(tracking: Any) -> None:
+    """The packages ``spec.tracking`` needs are installed (the ``tracking`` extra)."""
     import importlib.util
 
-    if tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise UsageError("spec.tracking.tensorboard needs the tensorboard package "
-                         "(pip install 'nsm-operator[tracking]')")
+    for field, package in (("tensorboard", "tensorboard"), ("wandb", "wandb")):
+        if getattr(tracking, field) and importlib.util.find_spec(package) is None:
+            raise UsageError(f"spec.tracking.{field} needs the {package} package "
+                             "(pip install 'nsm-operator[tracking]')")
 
 
-def check_train_options(args: Any, domain: str, tensorboard: bool = False) -> None:
+def check_train_options(args: Any, domain: str, tracking: Any = None) -> None:
     """Every machine-side flag of ``nsm train``; raises :class:`UsageError`."""
-    check_tracking(tensorboard)
+    if tracking is not None:
+        check_tracking(tracking)
     check_device(args.device)
     check_directory("--output-dir", args.output_dir)
     check_directory("--data-cache", args.data_cache)

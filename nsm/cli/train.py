@@ -187,7 +187,7 @@ def handle(args: argparse.Namespace) -> int:
         print(f"nsm train: invalid spec: {exc}", file=sys.stderr)
         return EXIT_INVALID_SPEC
     try:
-        check_train_options(args, training.spec.domain.value, training.spec.tracking.tensorboard)
+        check_train_options(args, training.spec.domain.value, training.spec.tracking)
     except UsageError as exc:
         print(f"nsm train: {exc}", file=sys.stderr)
         return EXIT_INVALID_SPEC

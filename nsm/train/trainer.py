@@ -215,7 +215,8 @@ class Trainer:
         if self.last_checkpoint is not None:
             self.metrics.checkpoint_written(self.ckpts.last_path.stat().st_mtime)
         self.reporter = ProgressReporter.from_env()
-        self.tracker = Tracker(self.spec.tracking, self.out, resumed_after=self.state.epoch)
+        self.tracker = Tracker(self.spec.tracking, self.out, resumed_after=self.state.epoch, name=self.name,
+                               config=self.spec.to_wire())
 
     def _stop_observers(self) -> None:
         if self.tracker is not None:
