@@ -54,3 +54,15 @@ def release(cluster, namespace) -> Release:
     fullname = f"{name}-nsm-operator"
     yield Release(name=name, namespace=namespace, fullname=fullname, serviceaccount=fullname)
     run_helm(cluster, "uninstall", name, "--namespace", namespace, "--wait", check=False)
+
+
+def can_i(cluster, user: str, verb: str, resource: str, namespace: str | None) -> bool:
+    """`kubectl auth can-i VERB RESOURCE[/SUBRESOURCE] --as USER [-n NAMESPACE]`."""
+    # `can-i VERB TYPE/NAME` reads "jobs/status" as a name; subresources go in --subresource.
+    resource, _, sub = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, f"--as={user}"] + ([f"--subresource={sub}"] if sub else [])
+    args += ["-n", namespace] if namespace else []
+    proc = cluster.kubectl(*args)
+    answer = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
+    assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {proc.stdout} {proc.stderr}"
+    return answer == "yes"

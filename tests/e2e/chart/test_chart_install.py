@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from tests.e2e.chart.helm_release import CHART, kube_version, release, run_helm  # noqa: F401 - fixture
+from tests.e2e.chart.helm_release import CHART, can_i as _can_i, kube_version, release, run_helm  # noqa: F401
 
 from nsm_operator.rbac import OPERATOR_RULES
 from tests.e2e.chart.operator_process import OperatorProcess, serviceaccount_kubeconfig, static_volume
@@ -88,17 +88,6 @@ def test_install_creates_the_operator(cluster, release, apiextensions_v1, k8s_ap
     assert pod.spec.service_account_name == release.serviceaccount
     events = core.list_namespaced_event(ns).items
     assert not [e.message for e in events if e.reason == "FailedCreate"], "pod creation was rejected"
-
-
-def _can_i(cluster, sa_user: str, verb: str, resource: str, namespace: str | None) -> bool:
-    # `can-i VERB TYPE/NAME` reads "jobs/status" as a name; subresources go in --subresource.
-    resource, _, sub = resource.partition("/")
-    args = ["auth", "can-i", verb, resource, f"--as={sa_user}"] + ([f"--subresource={sub}"] if sub else [])
-    args += ["-n", namespace] if namespace else []
-    proc = cluster.kubectl(*args)
-    answer = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
-    assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {proc.stdout} {proc.stderr}"
-    return answer == "yes"
 
 
 def test_serviceaccount_can_do_exactly_the_operator_rules(cluster, release, namespace, k8s_api):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.e2e.chart.helm_release import CHART, REPO, run_helm
+from tests.e2e.chart.helm_release import CHART, REPO, can_i as _can_i, release, run_helm  # noqa: F401 - fixture
 from tests.cluster.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -152,16 +152,6 @@ VIEW_MATRIX = [
     ("delete", "nsmtrainings.nsm.dev", "team", False),
     ("patch", "nsmtrainings.nsm.dev/status", "team", False),
 ]
-
-
-def _can_i(cluster, user: str, verb: str, resource: str, namespace: str | None) -> bool:
-    resource, _, sub = resource.partition("/")
-    args = ["auth", "can-i", verb, resource, f"--as={user}"] + ([f"--subresource={sub}"] if sub else [])
-    args += ["-n", namespace] if namespace else []
-    proc = cluster.kubectl(*args)
-    answer = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
-    assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {proc.stdout} {proc.stderr}"
-    return answer == "yes"
 
 
 def test_namespace_edit_and_view_users(cluster, release, core_v1):

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nsm.train.tracking import TENSORBOARD_DIR, scalars
 
-from .conftest import without_timing
+from .conftest import Crash, crash_after_epoch, without_timing
 
 
 def _read(run_dir) -> dict[str, list[tuple[int, float]]]:
@@ -60,16 +60,8 @@ def test_resume_keeps_each_epoch_once(run_tiny, tmp_path):
     """An attempt that logged epoch 3 but died before its checkpoint counted: the next attempt
     resumes from epoch 2 and rewrites epoch 3; readers see epoch 3 once (purge_step)."""
     out = tmp_path / "run"
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_epoch_3(line):
-        if line.startswith("epoch    3/"):
-            raise Crash
-
     with pytest.raises(Crash):
-        run_tiny(out, log=crash_after_epoch_3, epochs=4, tracking={"tensorboard": True})
+        run_tiny(out, log=crash_after_epoch(3), epochs=4, tracking={"tensorboard": True})
     assert [s for s, _ in _read(out)["val_loss"]] == [1, 2, 3]
     shutil.copy(out / "epoch-0002.pt", out / "last.pt")  # the epoch-3 checkpoint never committed
     results, _ = run_tiny(out, epochs=4, tracking={"tensorboard": True})
@@ -165,16 +157,8 @@ def test_wandb_offline_history_matches_history_json(run_tiny, wandb_offline):
 
 def test_wandb_resume_continues_the_same_run(run_tiny, tmp_path, wandb_offline):
     out = tmp_path / "run"
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_epoch_2(line):
-        if line.startswith("epoch    2/"):
-            raise Crash
-
     with pytest.raises(Crash):
-        run_tiny(out, log=crash_after_epoch_2, epochs=4, tracking={"wandb": {"project": "nsm-test"}})
+        run_tiny(out, log=crash_after_epoch(2), epochs=4, tracking={"wandb": {"project": "nsm-test"}})
     first_id = (out / "wandb-run-id").read_text().strip()
     results, _ = run_tiny(out, epochs=4, tracking={"wandb": {"project": "nsm-test"}})
     assert results["resumed_from_epoch"] == 2
