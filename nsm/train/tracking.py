@@ -95,5 +95,10 @@ class Tracker:
             self.writer.close()
             self.writer = None
         if self.wandb_run is not None:
+            import wandb
+
             self.wandb_run.finish()
             self.wandb_run = None
+            # finish() can return before W&B's service process has written the last records;
+            # teardown waits for it, so the run directory is complete when the trainer exits.
+            wandb.teardown()
