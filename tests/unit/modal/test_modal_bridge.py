@@ -58,7 +58,7 @@ class FakeSDK:
         self.spawn_error = None
         return spec.modal.app
 
-    def spawn(self, spec, args, *, retries):
+    def spawn(self, spec, options, args, *, retries):
         self.log.append(("spawn", args[1:], retries))
         if self.spawn_error is not None:
             raise self.spawn_error
