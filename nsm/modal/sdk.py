@@ -1,10 +1,12 @@
-"""The thin layer of blocking Modal SDK calls under :class:`nsm.modal.bridge.SDKBridge` (it never imports the bridge).
+"""The thin layer of blocking Modal SDK calls under :class:`nsm.modal.bridge.SDKBridge`; it never
+imports the bridge (the types both use live in :mod:`nsm.modal.types`).
 
 Each method is one SDK round trip (or a short sequence), written against modal 1.6.4's current
 API: ``Client.from_credentials``, ``App.deploy``, ``Function.from_name(...).with_options(...)
 .spawn``, ``FunctionCall.from_id(...).get(timeout=0)`` / ``.cancel()``, ``Volume.from_name``,
 ``Volume.read_file`` and ``Volume.batch_upload``. The bridge puts a deadline on each and turns
-exceptions into status messages; nothing here catches errors except "file not found".
+exceptions into status messages; nothing here catches errors except "file not found". ``spawn``
+takes the :class:`~nsm.modal.mapping.ModalOptions` the bridge computed once for the spawn.
 """
 
 from __future__ import annotations
