@@ -40,7 +40,8 @@ from typing import Any
 from nsm.contract import HISTORY_FILE, exit_code_of, iso, result_summary
 from nsm.contract import now_utc as _now
 from nsm.contract import parse_time as _parse_ts
-from nsm.modal.bridge import BridgeError, Expired, Failed, ModalBridge, Pending, Succeeded, new_token
+from nsm.modal.bridge import new_token
+from nsm.modal.types import BridgeError, Expired, Failed, ModalBridge, Pending, Succeeded
 from nsm.spec import NSMTrainingSpec
 
 from nsm_operator.errors import TransientError

@@ -1,16 +1,16 @@
 """The Modal target's credentials (a Kubernetes Secret) and the bridge implementation they open.
 
-The operator never touches Modal's SDK: it talks to a :class:`nsm.modal.bridge.ModalBridge`
+The operator never touches Modal's SDK: it talks to a :class:`nsm.modal.types.ModalBridge`
 (``SDKBridge`` in production, a fake in the e2e tier).
 
 
 * ``NSM_OPERATOR_MODAL_SECRET`` names the Secret: ``name`` (looked up in the training's
   namespace) or ``namespace/name``. It must hold ``MODAL_TOKEN_ID`` and ``MODAL_TOKEN_SECRET``.
   The values are read with the operator's Kubernetes client, passed to the bridge and nowhere
-  else: never logged, never in status or events (:class:`~nsm.modal.bridge.Credentials` has no
+  else: never logged, never in status or events (:class:`~nsm.modal.types.Credentials` has no
   readable ``repr``).
 * ``NSM_OPERATOR_MODAL_BRIDGE=module:factory`` chooses the bridge; ``factory(credentials,
-  settings)`` returns a :class:`~nsm.modal.bridge.ModalBridge`. Default:
+  settings)`` returns a :class:`~nsm.modal.types.ModalBridge`. Default:
   :func:`default_bridge` (Modal's SDK). The e2e tier uses ``tests.fakes.modal_bridge:from_env``.
 """
 
@@ -22,7 +22,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nsm.modal.bridge import BridgeError, Credentials, ModalBridge, SDKBridge
+from nsm.modal.bridge import SDKBridge
+from nsm.modal.types import BridgeError, Credentials, ModalBridge
 
 from nsm_operator.settings import OperatorSettings
 
