@@ -277,7 +277,7 @@ def domain_cases(args: argparse.Namespace) -> list[tuple[str, GraphStore, list[i
     return cases
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -293,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-baselines", dest="baselines", action="store_false")
     p.add_argument("--domains", nargs="*", default=["planning", "causal", "kg"], help="empty: synthetic only")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
 
     if args.device == "auto":

@@ -26,7 +26,7 @@ def test_one_epoch_curves_are_readable(tmp_path, monkeypatch):
     """After 1 epoch every series is a single point: drawn with a marker, on an integer axis."""
     from matplotlib.figure import Figure
 
-    from nsm.train.report import write_curves
+    from nsm.train.curves import write_curves
 
     figures = []
     original = Figure.savefig
