@@ -37,6 +37,7 @@ def test_job_exact(make_training, settings):
                 "metadata": {"labels": LABELS},
                 "spec": {
                     "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 60,
                     "serviceAccountName": "causal-prod-trainer",
                     "securityContext": {
                         "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
@@ -137,3 +138,8 @@ def test_existing_claim_is_mounted(make_training, settings):
 def test_attempt_must_be_positive(make_training, settings):
     with pytest.raises(ValueError, match="attempt"):
         build_job(make_training(), 0, settings)
+
+
+def test_job_termination_grace_period_comes_from_the_spec(make_training, settings):
+    pod = build_job(make_training(terminationGracePeriodSeconds=240), 1, settings)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 240
