@@ -344,7 +344,10 @@ class Cluster:
         log = open(self.workdir / "process-node.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [sys.executable, "-m", PROCESS_NODE_MODULE, "--kubeconfig", str(self.kubeconfig),
-             "--workdir", str(self.process_node_dir), "--node", PROCESS_NODES[0]],
+             "--workdir", str(self.process_node_dir), "--node", PROCESS_NODES[0],
+             # One intra-op thread per trainer: the machine is shared (CI has 2 cores), and a run's
+             # numbers then match a local OMP_NUM_THREADS=1 run exactly.
+             "--env", "OMP_NUM_THREADS=1"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             cwd=str(REPO), env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

@@ -52,7 +52,7 @@ class WorkerContext:
     ca_file: str | None
     allocatable: dict[str, str]
     bin_dir: Path  # where `nsm` (the image's entrypoint) comes from
-    grace_override: dict[str, float] = field(default_factory=dict)
+    node_env: dict[str, str] = field(default_factory=dict)  # every container's default environment
 
     def objects(self, pod: dict[str, Any]) -> podspec.Objects:
         from kubernetes.client.rest import ApiException
@@ -148,7 +148,7 @@ class PodWorker(threading.Thread):
         super().__init__(name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True)
         self.ctx, self.pod, self.on_done = ctx, pod, on_done
         self.dir = ctx.root / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._grace: float | None = None
         self._stop_reason = "Killing"
         self.deleting = False  # the pod object is being deleted: remove it once the processes are gone
@@ -159,9 +159,9 @@ class PodWorker(threading.Thread):
 
     def request_stop(self, grace: float | None, reason: str = "Killing", deleting: bool = True) -> None:
         self.deleting = self.deleting or deleting
-        if not self._stop.is_set():
+        if not self._stopping.is_set():
             self._grace, self._stop_reason = grace, reason
-            self._stop.set()
+            self._stopping.set()
 
     @property
     def grace(self) -> float:
@@ -173,7 +173,7 @@ class PodWorker(threading.Thread):
     # ------------------------------------------------------------------ prepare
     def _prepare(self, container: dict[str, Any], volume_hosts: dict[str, Path]) -> podspec.Command:
         base = {"PATH": f"{self.ctx.bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOSTNAME": self.pod["metadata"]["name"],
-                "HOME": str(self.dir / "home")}  # fmt: skip
+                "HOME": str(self.dir / "home"), **self.ctx.node_env}  # fmt: skip
         (self.dir / "home").mkdir(parents=True, exist_ok=True)
         objects = self.ctx.objects(self.pod)
         env = podspec.container_env(self.pod, container, objects, base, self.ctx.allocatable)
@@ -206,7 +206,7 @@ class PodWorker(threading.Thread):
 
     def _prepare_all(self) -> tuple[list, list] | None:
         """Commands of init and app containers; retried while the config is not there yet."""
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 volumes = self._volumes()
                 inits = [(c, self._prepare(c, volumes)) for c in self.pod["spec"].get("initContainers") or []]
@@ -219,7 +219,7 @@ class PodWorker(threading.Thread):
                             "state": {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}}
                            for c in self.pod["spec"]["containers"]]  # fmt: skip
                 self._safe_patch({"phase": "Pending", "containerStatuses": waiting})
-                self._stop.wait(2)
+                self._stopping.wait(2)
         return None
 
     # ------------------------------------------------------------------ run
@@ -251,7 +251,7 @@ class PodWorker(threading.Thread):
                 return _terminated(container["name"], container.get("image", ""), 128, now(), None, "StartError", proc)
             started = now()
             while proc.poll() is None:
-                if self._stop.wait(0.2):
+                if self._stopping.wait(0.2):
                     self._terminate([proc], self.grace)
             _killpg(proc)
             code = _exit_code(proc.returncode)
@@ -319,7 +319,7 @@ class PodWorker(threading.Thread):
             if deadline is not None and time.time() - start > deadline:
                 self._terminate(procs, self.grace)
                 return "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"
-            if self._stop.wait(0.2):
+            if self._stopping.wait(0.2):
                 self._terminate(procs, self.grace)
                 return None, None
         for p in procs:  # a container's other processes die with it

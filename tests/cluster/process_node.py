@@ -86,7 +86,7 @@ def node_status(started: str) -> dict[str, Any]:
 class NodeAgent:
     """Registers the node, keeps it Ready and runs a :class:`PodWorker` per bound pod."""
 
-    def __init__(self, kubeconfig: str, workdir: Path, node: str = NODE_NAME):
+    def __init__(self, kubeconfig: str, workdir: Path, node: str = NODE_NAME, env: dict[str, str] | None = None):
         from kubernetes import client, config
 
         self.kubeconfig, self.node, self.workdir = kubeconfig, node, Path(workdir)
@@ -100,7 +100,7 @@ class NodeAgent:
         self.ctx = WorkerContext(core=self.core, node=node, root=self.workdir / "pods",
                                  claims=self.workdir / "claims", server=self.api.configuration.host,
                                  ca_file=self.api.configuration.ssl_ca_cert, allocatable=ALLOCATABLE,
-                                 bin_dir=Path(sys.executable).parent)  # fmt: skip
+                                 bin_dir=Path(sys.executable).parent, node_env=env or {})  # fmt: skip
 
     # ------------------------------------------------------------------ node
     def register(self) -> None:
@@ -208,7 +208,8 @@ class NodeAgent:
         """Stop every pod's processes (SIGTERM, then SIGKILL after their grace periods)."""
         self.stopping.set()
         for worker in list(self.workers.values()):
-            worker.request_stop(grace=None, reason="NodeShutdown", deleting=False)
+            # Capped: whoever stops the node waits for it (kwok_cluster.py gives it 40 s).
+            worker.request_stop(grace=min(worker.grace, 20), reason="NodeShutdown", deleting=False)
         for worker in list(self.workers.values()):
             worker.join(timeout=35)
 
@@ -220,10 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--workdir", required=True, type=Path, help="pod directories, logs, claim directories")
     parser.add_argument("--node", default=NODE_NAME)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="put into every container's environment (like a runtime's default env)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    agent = NodeAgent(args.kubeconfig, args.workdir, args.node)
+    agent = NodeAgent(args.kubeconfig, args.workdir, args.node, dict(e.split("=", 1) for e in args.env))
 
     def stop(signum, frame):
         raise KeyboardInterrupt

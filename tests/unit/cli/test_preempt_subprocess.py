@@ -2,10 +2,8 @@
 exact position and exits 143 (retryable); resuming finishes with an uninterrupted run's numbers."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,8 @@ import torch
 
 from nsm.cli.train import EXIT_PREEMPTED
 from nsm.train.trainer import TIMING_KEYS
-from tests.unit.cli.test_resume_subprocess import epochs_done, reproducible
+from tests.unit.cli import test_resume_subprocess as resume_test
+from tests.unit.cli.test_resume_subprocess import epochs_done, prime_cache, reproducible, wait_epochs
 
 # ~75 steps an epoch, so a signal 0.3 s into epoch 2 lands well inside it.
 SCENARIOS, BATCH = 600, 6
@@ -24,29 +23,17 @@ ARGS = ["--domain", "causal", "--set", f"dataset.numScenarios={SCENARIOS}", "--e
 
 
 def nsm_train(out: Path, cache: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env.pop("NSM_TRAINING_NAME", None)
-    return subprocess.Popen([sys.executable, "-m", "nsm", "train", *ARGS, "--output-dir", str(out),
-                             "--data-cache", str(cache), *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return resume_test.nsm_train(out, cache, *extra, args=ARGS)
 
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_mid_epoch_and_resume_equals_uninterrupted(tmp_path):
     cache = tmp_path / "cache"
-    prime = subprocess.run([sys.executable, "-c", "from nsm.data import load_dataset; "
-                            f"load_dataset('causal', {{'num_scenarios': {SCENARIOS}}}, seed=11, "
-                            f"cache_dir={str(cache)!r})"])
-    assert prime.returncode == 0
-
+    prime_cache(cache, scenarios=SCENARIOS, seed=11)
     clean = nsm_train(tmp_path / "clean", cache)
     stopped = tmp_path / "stopped"
     victim = nsm_train(stopped, cache)
-    deadline = time.monotonic() + 300
-    while epochs_done(stopped) < 1:
-        assert victim.poll() is None, victim.stdout.read()
-        assert time.monotonic() < deadline, "epoch 1 did not finish in time"
-        time.sleep(0.02)
+    wait_epochs(stopped, victim, 1)
     time.sleep(0.3)
     signalled = time.monotonic()
     victim.send_signal(signal.SIGTERM)
