@@ -108,8 +108,9 @@ class WorkerContext:
 
         meta = pod["metadata"]
         try:
-            self.core.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0,
-                                            body={"preconditions": {"uid": meta["uid"]}})
+            # In the body: with a body, the API server ignores the gracePeriodSeconds query parameter.
+            self.core.delete_namespaced_pod(meta["name"], meta["namespace"],
+                                            body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}})
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
@@ -183,7 +184,9 @@ class PodWorker(threading.Thread):
             # The documented override: no mount namespace, so the in-cluster path does not exist;
             # a kubeconfig that reads the projected token file stands in for it.
             env["KUBECONFIG"] = str(self._write_kubeconfig(Path(sa_dir)))
-        return podspec.command_for(container, env, mounts, self.dir, IMAGE_ENTRYPOINT)
+            base["KUBECONFIG"] = env["KUBECONFIG"]
+        host_env = frozenset(k for k, v in base.items() if env.get(k) == v)
+        return podspec.command_for(container, env, mounts, self.dir, IMAGE_ENTRYPOINT, host_env)
 
     def _write_kubeconfig(self, sa_dir: Path) -> Path:
         ca = sa_dir / "ca.crt" if (sa_dir / "ca.crt").is_file() else self.ctx.ca_file
@@ -230,7 +233,7 @@ class PodWorker(threading.Thread):
                 return subprocess.Popen(cmd.argv, cwd=cmd.cwd, env=cmd.env, stdin=subprocess.DEVNULL, stdout=out,
                                         stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
-            return f"{cmd.argv[0]}: {exc.strerror or exc}"
+            return f"{cmd.argv[0]} (in {cmd.cwd}): {exc.strerror or exc}: {exc.filename}"
 
     def _terminate(self, procs: list[subprocess.Popen], grace: float) -> None:
         """SIGTERM to each container's main process, SIGKILL to its whole group after ``grace``."""

@@ -278,14 +278,17 @@ class Command:
 
 
 def command_for(container: dict[str, Any], env: dict[str, str], mounts: Mounts, default_cwd: Path,
-                entrypoint: list[str]) -> Command:
+                entrypoint: list[str], host_env: frozenset[str] = frozenset()) -> Command:
     """argv (``command`` or the image's entrypoint, then ``args``) with ``$(VAR)`` expanded and
-    container paths mapped to the host; the same mapping for env values and ``workingDir``."""
+    container paths mapped to the host; the same mapping for env values and ``workingDir``.
+
+    ``host_env`` names variables whose values are already host paths (the runner's own: PATH,
+    HOME, KUBECONFIG): never rewritten, or a mount at ``/work`` would capture ``/work/...``."""
     command = container.get("command") or list(entrypoint)
     argv = [mounts.rewrite(expand(a, env)) for a in [*command, *(container.get("args") or [])]]
     if not argv:
         raise ConfigError("container has neither command nor an image entrypoint")
-    mapped_env = {k: mounts.rewrite(v) for k, v in env.items()}
+    mapped_env = {k: v if k in host_env else mounts.rewrite(v) for k, v in env.items()}
     cwd = default_cwd
     if container.get("workingDir"):
         # Outside every volume the path belongs to the (absent) image: a directory of the pod's.

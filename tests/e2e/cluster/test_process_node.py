@@ -16,12 +16,14 @@ pytestmark = pytest.mark.e2e
 TOLERATE = [{"key": "nsm.dev/node-kind", "operator": "Equal", "value": "process", "effect": "NoSchedule"}]
 ON_EXEC = {"nodeSelector": {"nsm.dev/node-kind": "process"}, "tolerations": TOLERATE}
 
+# Paths reach the program through args and env (rewritten to the volumes' host directories), as
+# in the trainer's command line; a path written inside a program would not be (no mount namespace).
 SCRIPT = """
 import json, os, pathlib, sys
-files = {p: pathlib.Path(p).read_text() for p in ("/etc/cfg/greeting", "/etc/sec/token", "/etc/info/labels")}
-pathlib.Path("/work/out.txt").write_text("written")
-print(json.dumps({"env": {k: os.environ.get(k) for k in sys.argv[1:]}, "files": files, "cwd": os.getcwd(),
-                  "out": pathlib.Path("out.txt").read_text(), "token": os.path.exists(os.environ.get("KUBECONFIG", "-"))}))
+pathlib.Path(os.environ["WORK"], "out.txt").write_text("written")
+print(json.dumps({"env": {k: os.environ.get(k) for k in ("POD", "NS", "SECRET", "GREETING", "MSG")},
+                  "files": [pathlib.Path(p).read_text() for p in sys.argv[1:]], "cwd": os.getcwd(),
+                  "out": pathlib.Path("out.txt").read_text(), "token": os.path.exists(os.environ["KUBECONFIG"])}))
 sys.exit(7)
 """
 
@@ -51,13 +53,15 @@ def test_job_pod_runs_for_real_with_env_volumes_and_exit_code(cluster, namespace
                                                  "data": {"token": base64.b64encode(b"s3cret").decode()}})
     core_v1.create_namespaced_config_map(namespace, {"metadata": {"name": "cfg"}, "data": {"greeting": "hello"}})
     container = {
-        "command": ["python", "-c", SCRIPT], "args": ["POD", "NS", "SECRET", "GREETING", "MSG"], "workingDir": "/work",
+        "command": ["python", "-c", SCRIPT], "args": ["/etc/cfg/greeting", "/etc/sec/token", "/etc/info/labels"],
+        "workingDir": "/work",
         "env": [
             {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "token"}}},
             {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
             {"name": "MSG", "value": "$(GREETING) from $(POD)"},
+            {"name": "WORK", "value": "/work"},
         ],
         "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}, {"name": "sec", "mountPath": "/etc/sec"},
                          {"name": "info", "mountPath": "/etc/info"}, {"name": "work", "mountPath": "/work"}],
@@ -65,7 +69,7 @@ def test_job_pod_runs_for_real_with_env_volumes_and_exit_code(cluster, namespace
     volumes = [{"name": "cfg", "configMap": {"name": "cfg"}}, {"name": "sec", "secret": {"secretName": "sec"}},
                {"name": "work", "emptyDir": {}},
                {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels['app']"}}]}}]  # fmt: skip
-    template = _pod("x", container, volumes=volumes)
+    template = {"spec": _pod("x", container, volumes=volumes)["spec"]}
     # kwok would make this pod succeed: on exec-0 kwok must not touch it, so the real exit code 7 counts.
     template["metadata"] = {"labels": {"app": "probe"}, "annotations": {"kwok.nsm.dev/outcome": "succeed"}}
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "probe"},
@@ -86,7 +90,7 @@ def test_job_pod_runs_for_real_with_env_volumes_and_exit_code(cluster, namespace
     report = json.loads(_log(cluster, namespace, pod.metadata.name).strip().splitlines()[-1])
     assert report["env"] == {"POD": pod.metadata.name, "NS": namespace, "SECRET": "s3cret", "GREETING": "hello",
                              "MSG": f"hello from {pod.metadata.name}"}  # fmt: skip
-    assert report["files"] == {"/etc/cfg/greeting": "hello", "/etc/sec/token": "s3cret", "/etc/info/labels": "probe"}
+    assert report["files"] == ["hello", "s3cret", "probe"]
     assert report["out"] == "written" and report["token"] is True
 
 

@@ -91,3 +91,11 @@ def test_image_entrypoint_when_no_command_and_unsupported_volume(tmp_path):
     assert cmd.argv == ["nsm", "train"] and cmd.cwd == tmp_path / "rootfs" / "app"
     with pytest.raises(ConfigError, match="unsupported volume type"):
         podspec.materialise(POD, {"name": "x", "nfs": {}}, tmp_path / "x", objects(tmp_path))
+
+
+def test_host_env_is_never_rewritten(tmp_path):
+    mounts = podspec.Mounts()
+    mounts.add("/work", tmp_path / "work")
+    env = {"PATH": "/work/venv/bin:/usr/bin", "DATA": "/work/data"}
+    cmd = podspec.command_for({"command": ["x"]}, env, mounts, tmp_path, [], host_env=frozenset({"PATH"}))
+    assert cmd.env == {"PATH": "/work/venv/bin:/usr/bin", "DATA": f"{tmp_path}/work/data"}
