@@ -91,10 +91,12 @@ class ExecNode:
         return Path(self.core.read_persistent_volume(pvc.spec.volume_name).spec.host_path.path)
 
     def history(self, training: str) -> list[dict]:
+        from kubernetes.client.rest import ApiException
+
         try:
             return json.loads((self.claim_dir(training) / "history.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError, AttributeError, TypeError):
-            return []
+        except (ApiException, FileNotFoundError, json.JSONDecodeError, AttributeError, TypeError):
+            return []  # no PVC, no bound PV or no epoch yet
 
     def wait_epoch_done(self, training: str, epoch: int) -> None:
         wait_for(lambda: len(self.history(training)) >= epoch, TRAIN_TIMEOUT, f"{training}: epoch {epoch} in history.json",
