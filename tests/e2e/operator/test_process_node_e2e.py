@@ -88,6 +88,7 @@ class ExecNode:
 
     def claim_dir(self, training: str) -> Path:
         pvc = self.core.read_namespaced_persistent_volume_claim(f"{training}-checkpoints", self.ns)
+        assert pvc.spec.volume_name, f"{training}-checkpoints is not bound yet"
         return Path(self.core.read_persistent_volume(pvc.spec.volume_name).spec.host_path.path)
 
     def history(self, training: str) -> list[dict]:
@@ -95,7 +96,7 @@ class ExecNode:
 
         try:
             return json.loads((self.claim_dir(training) / "history.json").read_text())
-        except (ApiException, FileNotFoundError, json.JSONDecodeError, AttributeError, TypeError):
+        except (ApiException, AssertionError, FileNotFoundError, json.JSONDecodeError):
             return []  # no PVC, no bound PV or no epoch yet
 
     def wait_epoch_done(self, training: str, epoch: int) -> None:
