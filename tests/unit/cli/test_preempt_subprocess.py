@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nsm.cli.train import EXIT_PREEMPTED
+from nsm.contract import ExitCode
 from nsm.train.trainer import TIMING_KEYS
 from tests.unit.cli import test_resume_subprocess as resume_test
 from tests.unit.cli.test_resume_subprocess import epochs_done, prime_cache, reproducible, wait_epochs
@@ -38,7 +38,7 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_equals_uninterrupted(tmp_path)
     signalled = time.monotonic()
     victim.send_signal(signal.SIGTERM)
     out_victim, _ = victim.communicate(timeout=60)
-    assert victim.returncode == EXIT_PREEMPTED == 143, out_victim
+    assert victim.returncode == ExitCode.PREEMPTED == 143, out_victim
     assert time.monotonic() - signalled < 10, "the trainer must stop within a grace period"
     assert "stopped by signal 15 in epoch 2" in out_victim
 
