@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,8 +116,14 @@ class ExecNode:
 
 
 @pytest.fixture
-def exec_node(cluster, core_v1, namespace, nsmt) -> ExecNode:
-    return ExecNode(cluster, core_v1, namespace)
+def exec_node(cluster, core_v1, namespace, nsmt):
+    node = ExecNode(cluster, core_v1, namespace)
+    yield node
+    # The provisioner's hostPath PVs are real directories now: remove the checkpoints written there.
+    for pv in core_v1.list_persistent_volume().items:
+        claim = pv.spec.claim_ref
+        if claim and claim.namespace == namespace and pv.spec.host_path and pv.spec.host_path.path.startswith("/tmp/pv-"):
+            shutil.rmtree(pv.spec.host_path.path, ignore_errors=True)
 
 
 def test_op_exec_trains_from_the_job_pod_spec(nsmt, exec_node, core_v1, k8s_api, reference):
