@@ -257,6 +257,11 @@ class NSMTrainingSpec(_Model):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPU, CPU and memory of one attempt.")
     retry: RetrySpec = Field(default_factory=RetrySpec, description="Retries of failed attempts, with backoff.")
     timeout_seconds: int = Field(7200, ge=1, le=30 * 86_400, description="Wall-clock limit of one attempt.")
+    termination_grace_period_seconds: int = Field(
+        60, ge=1, le=3600,
+        description="Seconds between SIGTERM and SIGKILL of the trainer pod: enough to finish the step "
+                    "and write last.pt at the exact mid-epoch position.",
+    )  # fmt: skip
     image: str | None = Field(None, description="Trainer image; the operator's default if null.")
     suspend: bool = Field(False, description="Stop the active attempt and keep its checkpoint.")
     queue_name: str | None = Field(None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name).")

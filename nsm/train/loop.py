@@ -10,7 +10,7 @@ non-finite loss, before the optimizer step can poison the weights.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +20,11 @@ from torch import Tensor
 from nsm.train.device import AmpPolicy
 from nsm.train.errors import TrainingDiverged
 from nsm.train.metrics import classification_metrics
+from nsm.train.preemption import EpochInterrupted, PartialEpoch
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass
@@ -31,6 +36,10 @@ class StepContext:
     cycle_weight: float
     gradient_clip: float = 0.0
     epoch: int = 0
+    # Preemption (nsm.train.preemption): an interrupted epoch to continue (its loader skips the
+    # batches already done), and a flag polled after every optimiser step.
+    resume: PartialEpoch | None = None
+    stop_requested: Callable[[], bool] = _never
 
 
 def _loss(model: torch.nn.Module, batch, ctx: StepContext) -> tuple[Tensor, object]:
@@ -45,8 +54,12 @@ def train_epoch(model, loader: Iterable, optimizer, scaler, ctx: StepContext) ->
     model.train()
     # loss, correct, cycle L1, cycle L2 — summed on the device, read once at the end.
     sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)
-    samples = 0
+    samples, steps = 0, 0
     finite = torch.ones((), dtype=torch.bool, device=ctx.device)
+    if ctx.resume is not None:
+        sums += torch.tensor(ctx.resume.sums, dtype=torch.float64, device=ctx.device)
+        samples, steps = ctx.resume.samples, ctx.resume.steps
+        finite &= ctx.resume.finite
     for batch in loader:
         batch = batch.to(ctx.device, non_blocking=True)
         loss, out = _loss(model, batch, ctx)
@@ -65,6 +78,9 @@ def train_epoch(model, loader: Iterable, optimizer, scaler, ctx: StepContext) ->
         samples += n
         sums += torch.stack([loss.detach() * n, correct.double(),
                              out.cycle_loss_l1.detach() * n, out.cycle_loss_l2.detach() * n]).double()
+        steps += 1
+        if ctx.stop_requested():
+            raise EpochInterrupted(PartialEpoch(ctx.epoch, steps, sums.tolist(), samples, bool(finite)))
     if not bool(finite):
         raise TrainingDiverged(ctx.epoch)
     loss_sum, correct, l1, l2 = sums.tolist()

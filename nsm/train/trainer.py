@@ -31,9 +31,10 @@ from nsm.contract import iso as rfc3339
 from nsm.spec import NSMTraining, SpecError
 from nsm.train import checkpoint as ckpt
 from nsm.train.device import amp_policy, configure_tf32, device_label, device_name, resolve_device
-from nsm.train.errors import TrainingDiverged
+from nsm.train.errors import TrainingDiverged, TrainingPreempted
 from nsm.train.loaders import EpochBatchSampler, make_loader
 from nsm.train.loop import StepContext, evaluate, train_epoch
+from nsm.train.preemption import EpochInterrupted, PartialEpoch, PreemptionGuard
 from nsm.train.prometheus import TrainerMetrics
 from nsm.train.progress import ProgressReporter
 from nsm.train.schedule import current_lr, make_optimizer, make_scheduler, step_scheduler
@@ -123,6 +124,7 @@ class Trainer:
         self.metrics: TrainerMetrics | None = None
         self.reporter: ProgressReporter | None = None
         self.tracker: Tracker | None = None
+        self.preemption = PreemptionGuard()
         self.last_checkpoint: dict[str, Any] | None = None
 
     def log(self, line: str) -> None:
@@ -185,7 +187,13 @@ class Trainer:
             "spec": self.spec.to_wire(),
             "model_config": _model_config(self.model),
             "name": self.name,
+            "partial_epoch": None,  # see _save_interrupted
         }
+
+    def _save_interrupted(self, partial: PartialEpoch) -> None:
+        """``last.pt`` at the exact mid-epoch position (only last.pt: the epoch is not done)."""
+        self.ckpts.save_last({**self._checkpoint_state(), "partial_epoch": partial.state_dict()})
+        self.log(f"checkpoint {self.ckpts.last_path}: epoch {partial.epoch} after {partial.steps} steps")
 
     def _load(self, path: Path) -> None:
         state = ckpt.load_checkpoint(path, map_location=self.device)
@@ -206,7 +214,10 @@ class Trainer:
         ckpt.restore_rng_state(state["rng"])
         self.last_checkpoint = {"epoch": self.state.epoch, "path": str(path),
                                 "time": rfc3339(path.stat().st_mtime)}
-        self.log(f"resumed from {path} after epoch {self.state.epoch}")
+        partial = state.get("partial_epoch")
+        self.ctx.resume = PartialEpoch.from_state(partial) if partial else None
+        where = f"in epoch {partial['epoch']} after {partial['steps']} steps" if partial else ""
+        self.log(f"resumed from {path} after epoch {self.state.epoch} {where}".rstrip())
 
     def _start_observers(self) -> None:
         self.metrics = TrainerMetrics(self.name, self.spec.domain.value, epochs_planned=self.spec.epochs,
@@ -231,12 +242,20 @@ class Trainer:
     # ------------------------------------------------------------------ epochs
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         self.ctx.epoch = epoch
-        self.loaders["train"].sampler.set_epoch(epoch)
-        lr = current_lr(self.optimizer)
+        resume = self.ctx.resume if self.ctx.resume is not None and self.ctx.resume.epoch == epoch else None
+        self.ctx.resume = resume
+        self.loaders["train"].sampler.set_epoch(epoch, skip=resume.steps if resume else 0)
+        lr = resume.lr if resume and resume.lr is not None else current_lr(self.optimizer)
         start = time.perf_counter()
         batches = tqdm(self.loaders["train"], desc=f"epoch {epoch}/{self.spec.epochs}", leave=False,
                        unit="batch", disable=self.options.quiet or not sys.stderr.isatty())
-        train = train_epoch(self.model, batches, self.optimizer, self.scaler, self.ctx)
+        try:
+            train = train_epoch(self.model, batches, self.optimizer, self.scaler, self.ctx)
+        except EpochInterrupted as exc:
+            exc.partial.lr = lr
+            self._save_interrupted(exc.partial)
+            raise TrainingPreempted(self.preemption.signum or 15, f"in epoch {epoch}") from None
+        self.ctx.resume = None
         train_seconds = time.perf_counter() - start
         val = evaluate(self.model, self.loaders["val"], self.ctx)
         if not math.isfinite(val["loss"]):
@@ -335,8 +354,13 @@ class Trainer:
             SpecError: the spec cannot run here (fp16 AMP on CPU).
             TrainingDiverged: a loss became NaN/inf (``results.json`` says ``diverged``).
         """
+        with PreemptionGuard() as self.preemption:
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
         self._setup()
+        self.ctx.stop_requested = lambda: self.preemption.requested
         path = self._resume_path()
         if path is not None:
             self._load(path)
@@ -348,6 +372,8 @@ class Trainer:
                 for epoch in range(self.state.epoch + 1, self.spec.epochs + 1):
                     if self.stopper.should_stop:
                         break
+                    if self.preemption.requested and self.ctx.resume is None:  # last.pt is at this point
+                        raise TrainingPreempted(self.preemption.signum or 15, f"before epoch {epoch}")
                     self._after_epoch(self._run_epoch(epoch))
             except TrainingDiverged:
                 self._finish(self._results("diverged", "diverged", started, resumed_from))

@@ -87,6 +87,8 @@ def _pod_spec(training: Training, attempt: int, settings: OperatorSettings) -> d
     gpu = training.spec.resources.gpu
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # SIGTERM → the trainer finishes its step and writes last.pt (mid-epoch) → exit 143.
+        "terminationGracePeriodSeconds": training.spec.termination_grace_period_seconds,
         "serviceAccountName": trainer_name(training.name),
         "securityContext": {
             "runAsNonRoot": True,

@@ -37,6 +37,7 @@ def test_job_exact(make_training, settings):
                 "metadata": {"labels": LABELS},
                 "spec": {
                     "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 60,
                     "serviceAccountName": "causal-prod-trainer",
                     "securityContext": {
                         "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
@@ -151,3 +152,8 @@ def test_wandb_key_comes_from_the_secret_by_reference(make_training, settings):
     assert {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb-key", "key": "api-key"}}} in env
     for spec in ({}, {"tracking": {"wandb": {"project": "nsm"}}}, {"tracking": {"tensorboard": True}}):
         assert not [e for e in _env(build_job(make_training(**spec), 1, settings)) if e["name"] == "WANDB_API_KEY"]
+
+
+def test_job_termination_grace_period_comes_from_the_spec(make_training, settings):
+    pod = build_job(make_training(terminationGracePeriodSeconds=240), 1, settings)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 240
