@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 from nsm.contract import iso, now_utc, parse_time
 
-from nsm_operator.errors import InvalidSpec, TargetUnavailable
+from nsm_operator.errors import InvalidSpec, Rejected, TargetUnavailable
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.lifecycle import (
@@ -73,6 +73,18 @@ async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: 
     except (InvalidSpec, TargetUnavailable) as exc:
         await mark_failed(ctx, body, reason=type(exc).__name__, message=str(exc))
         raise
+    try:
+        await _advance(ctx, body, training, target, job)
+    except Rejected as exc:
+        # A permanent 4xx: the same request would be refused again, so fail instead of looping.
+        await mark_failed(ctx, body, reason=exc.reason, message=str(exc))
+        raise
+
+
+async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Training, target: Target,
+                   job: Mapping[str, Any] | None) -> None:  # fmt: skip
+    """Observe, step, act and write the status of one validated training."""
+    status: Mapping[str, Any] = body.get("status") or {}
     tctx = TargetContext(training=training, status=status, settings=ctx.settings, kube=ctx.kube, body=body)
     now = now_utc()
     obs = await _observe(target, tctx, job)
