@@ -34,6 +34,7 @@ async def test_422_on_job_create_fails_the_training_once(k8s, api, operator):
     assert "spec.template.spec.affinity: Invalid value" in st["message"]
     conds = {c["type"]: c for c in st["conditions"]}
     assert conds["Failed"]["status"] == "True" and conds["Failed"]["reason"] == "InvalidSpec"
+    assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "Failed"
     assert await _settled_posts(k8s) == 1
     events = [o for key, o in k8s.objects.items() if key[0] == kmock_lib.resource("v1/events")]
     assert any(e.get("reason") == "InvalidSpec" and "HTTP 422" in e.get("message", "") for e in events)

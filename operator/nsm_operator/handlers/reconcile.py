@@ -19,6 +19,7 @@ from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.lifecycle import (
     FAILED, RETRYING, SUSPENDED, TERMINAL, Action, ActionKind, Observation, Result, State, set_condition, step,
+    summarize,
 )  # fmt: skip
 from nsm_operator.resource import Training
 from nsm_operator.targets import Target, get_target
@@ -139,7 +140,16 @@ def _status_patch(body: Mapping[str, Any], training: Training, patch: dict[str, 
         patch["epochSummary"] = epoch_summary(status, training.spec.epochs)
     if meta.get("generation") and status.get("observedGeneration") != meta["generation"]:
         patch["observedGeneration"] = meta["generation"]
+    patch["conditions"] = _summarized(body, patch)
     return {k: v for k, v in patch.items() if status.get(k) != v}
+
+
+def _summarized(body: Mapping[str, Any], patch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The conditions after ``patch``, with the Ready summary and observedGeneration."""
+    status = body.get("status") or {}
+    new = {**status, **patch}
+    return summarize(new.get("conditions") or [], new.get("phase"), new.get("message"),
+                     (body.get("metadata") or {}).get("generation"), now_utc())  # fmt: skip
 
 
 def _record(ctx: OperatorContext, body: Mapping[str, Any], training: Training, patch: Mapping[str, Any],
@@ -185,6 +195,7 @@ async def mark_failed(ctx: OperatorContext, body: Mapping[str, Any], *, reason: 
     status = body.get("status") or {}
     now = now_utc()
     conditions = set_condition(status.get("conditions") or [], "Failed", True, reason, message, now)
+    conditions = summarize(conditions, FAILED, message, meta.get("generation"), now)
     patch = {"phase": FAILED, "message": message, "failureReason": reason, "conditions": conditions,
              "completionTime": iso(now)}  # fmt: skip
     if status.get("phase") != FAILED:
