@@ -6,7 +6,7 @@
 - :class:`TransientError`: the API server or network failed; retry later ->
   ``kopf.TemporaryError(delay=…)``.
 - :class:`Rejected`: the API server refused to create or patch a child for good (a 4xx other than
-  401, 408, 409 and 429): the same request can never succeed, so the training fails (phase
+  401, 404, 408, 409 and 429): the same request can never succeed, so the training fails (phase
   Failed, the API server's message quoted, a Warning event) instead of retrying in a loop.
 """
 
@@ -33,8 +33,10 @@ class TargetUnavailable(OperatorError):
     """The spec names a target this operator cannot run (e.g. the Modal bridge is not installed)."""
 
 
-# 401: credentials rotate; 408: a timeout; 409: a conflict (create: already exists); 429: throttled.
-RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 409, 429})
+# 401: credentials rotate; 404: what a new object refers to may not exist yet (a RoleBinding's
+# Role, created concurrently, is resolved for the escalation check); 408: a timeout; 409: a
+# conflict (create: already exists); 429: throttled.
+RETRYABLE_CLIENT_ERRORS = frozenset({401, 404, 408, 409, 429})
 
 
 def is_permanent(status: int) -> bool:

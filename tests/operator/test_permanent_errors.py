@@ -56,3 +56,11 @@ async def test_429_stays_transient(k8s, api, operator):
     await api.create(training("p3"))
     st = await eventually(lambda: phase_is(api, "p3", "Pending"), timeout=15)
     assert st["attempts"] == 1 and len(job_posts(k8s)) >= 2
+
+
+async def test_404_on_create_stays_transient(k8s, api, operator):
+    # A RoleBinding whose Role is created at the same moment: the escalation check finds no Role yet.
+    k8s["post", kmock_lib.resource("rbac.authorization.k8s.io/v1/rolebindings")][:1] << 404
+    await api.create(training("p4"))
+    st = await eventually(lambda: phase_is(api, "p4", "Pending"), timeout=15)
+    assert st["attempts"] == 1 and await api.get("RoleBinding", NAMESPACE, "p4-trainer")
