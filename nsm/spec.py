@@ -17,6 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from nsm.placement import (
+    DNS1123_SUBDOMAIN, IMAGE_REFERENCE, LABEL_VALUE, EnvFromSource, EnvList, SchedulingSpec,
+)  # fmt: skip
 from nsm.quantity import Quantity
 
 API_GROUP = "nsm.dev"
@@ -134,9 +137,12 @@ class EarlyStoppingSpec(_Model):
 
 class StorageSpec(_Model):
     size: Quantity = Field("10Gi", description="PVC size for checkpoints.")
-    storage_class_name: str | None = Field(None, description="StorageClass of the PVC; cluster default if null.")
+    storage_class_name: str | None = Field(
+        None, max_length=253, pattern=DNS1123_SUBDOMAIN, description="StorageClass of the PVC; cluster default if null."
+    )
     existing_claim: str | None = Field(
-        None, description="Use this existing PVC instead of creating one (never deleted by the operator)."
+        None, max_length=253, pattern=DNS1123_SUBDOMAIN,
+        description="Use this existing PVC instead of creating one (never deleted by the operator).",
     )
     retain: bool = Field(True, description="Keep the checkpoint PVC when the NSMTraining is deleted.")
 
@@ -262,11 +268,30 @@ class NSMTrainingSpec(_Model):
         description="Seconds between SIGTERM and SIGKILL of the trainer pod: enough to finish the step "
                     "and write last.pt at the exact mid-epoch position.",
     )  # fmt: skip
-    image: str | None = Field(None, description="Trainer image; the operator's default if null.")
+    image: str | None = Field(
+        None, max_length=512, pattern=IMAGE_REFERENCE, description="Trainer image; the operator's default if null."
+    )
     suspend: bool = Field(False, description="Stop the active attempt and keep its checkpoint.")
-    queue_name: str | None = Field(None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name).")
+    queue_name: str | None = Field(
+        None, min_length=1, max_length=63, pattern=LABEL_VALUE,
+        description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name).",
+    )
     modal: ModalSpec = Field(default_factory=ModalSpec, description="Modal app and volume (target: modal).")
     tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="TensorBoard and W&B tracking.")
+    # Placement and environment of the trainer pod (Kubernetes API shapes, nsm/placement.py).
+    scheduling: SchedulingSpec = Field(
+        default_factory=SchedulingSpec,
+        description="nodeSelector, tolerations, affinity, priorityClassName, imagePullSecrets of the trainer pod, "
+        "merged over the operator's defaults.",
+    )
+    env: EnvList = Field(
+        default_factory=list, max_length=256,
+        description="Extra environment variables of the trainer (secrets by valueFrom reference only).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    env_from: list[EnvFromSource] = Field(
+        default_factory=list, max_length=64, description="Secrets and ConfigMaps whose keys become variables."
+    )
 
     @model_validator(mode="after")
     def _domain_defaults(self) -> "NSMTrainingSpec":
