@@ -180,14 +180,14 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: tuple[str, ...]) 
         if key == "properties":
             value = {k: _convert(v, defs, (*path, k)) for k, v in value.items()}
         elif key in ("items", "additionalProperties"):
-            value = _convert(value, defs, path)
+            value = _element(key, _convert(value, defs, path), path)
         elif key == "propertyNames":
             continue  # not in the CRD dialect; a key pattern arrives as patternProperties
         elif key == "patternProperties":
             # Not in the CRD dialect either: the value schema becomes additionalProperties and
             # the key pattern a CEL rule (map keys are label keys, at most 317 characters).
             ((pattern, inner),) = value.items()
-            out["additionalProperties"] = _convert(inner, defs, path)
+            out["additionalProperties"] = _element("additionalProperties", _convert(inner, defs, path), path)
             rules = out.setdefault("x-kubernetes-validations", [])
             rules.append({"rule": f"self.all(k, k.matches({_cel_string(pattern)}))",
                           "message": "keys must be label keys ([prefix/]name)"})
@@ -208,6 +208,15 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: tuple[str, ...]) 
     if rules:
         out["x-kubernetes-validations"] = rules
     return _ordered(out)
+
+
+def _element(key: str, node: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """A list item's or map value's schema explains itself (`kubectl explain` shows it on its own)."""
+    if "description" not in node:
+        field = path[-1] if path else "spec"
+        what = "One entry of" if key == "items" else "The value of one key of"
+        node = _ordered({**node, "description": f"{what} {field}."})
+    return node
 
 
 def _cel_string(text: str) -> str:
