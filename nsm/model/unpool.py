@@ -84,8 +84,9 @@ class WhatUnpool(nn.Module):
         base = self.fill.to(x.dtype).expand(num_nodes, -1).contiguous()
         return base.index_copy_(0, perm, x)
 
-    def forward(self, x: Tensor, perm: Tensor, plan: EdgePlan) -> tuple[Tensor, Tensor]:
-        h = self.conv(self.unpool(x, perm, plan.num_nodes), plan=plan).relu()
+    def forward(self, x: Tensor, perm: Tensor, plan: EdgePlan, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``weight``: the R-GCN layer's relation weight, if computed ahead."""
+        h = self.conv(self.unpool(x, perm, plan.num_nodes), plan=plan, weight=weight).relu()
         h = dropout(h, self.dropout, self.training)
         return h, self.recon(h)
 
