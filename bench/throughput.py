@@ -243,7 +243,7 @@ def print_domain(r: dict[str, Any]) -> None:
             print(f"ours / {base}: train {r[f'train_ratio_ours_over_{base}']:.2f}x")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -256,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--domains", nargs="+", default=["planning", "causal", "kg"])
     p.add_argument("--data-cache", type=Path, default=None, help="dataset cache directory")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
 
     if args.device == "auto":

@@ -153,6 +153,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: tuple[str, ...]) 
         out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
         out["x-kubernetes-int-or-string"] = True
+        out["minimum"] = 0  # the pattern checks strings only; `cpu: -4` is an integer
     if path in IMMUTABLE_PATHS:
         out["x-kubernetes-validations"] = [
             {"rule": "self == oldSelf", "message": f"spec.{'.'.join(path)} is immutable"}

@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from nsm.quantity import Quantity
+
 API_GROUP = "nsm.dev"
 API_VERSION = "v1alpha1"
 KIND = "NSMTraining"
@@ -26,8 +28,6 @@ SHORT_NAME = "nsmt"
 # Job names are `<training>-a<attempt>` and Job names must fit a 63-character label value.
 MAX_NAME_LENGTH = 56
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# Kubernetes resource.Quantity, as the API server's own regular expression spells it.
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
 
 class Domain(str, Enum):
@@ -87,13 +87,6 @@ class _Model(BaseModel):
     )
 
 
-def _quantity(value: Any) -> Any:
-    # YAML turns `cpu: 4` into an int; the API server's int-or-string does the same.
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
 class DatasetSpec(_Model):
     """Generation parameters; which ones apply depends on the domain."""
 
@@ -140,14 +133,12 @@ class EarlyStoppingSpec(_Model):
 
 
 class StorageSpec(_Model):
-    size: str = Field("10Gi", pattern=QUANTITY_PATTERN, description="PVC size for checkpoints.")
+    size: Quantity = Field("10Gi", description="PVC size for checkpoints.")
     storage_class_name: str | None = Field(None, description="StorageClass of the PVC; cluster default if null.")
     existing_claim: str | None = Field(
         None, description="Use this existing PVC instead of creating one (never deleted by the operator)."
     )
     retain: bool = Field(True, description="Keep the checkpoint PVC when the NSMTraining is deleted.")
-
-    _q = field_validator("size", mode="before")(classmethod(lambda cls, v: _quantity(v)))
 
 
 class CheckpointSpec(_Model):
@@ -170,10 +161,8 @@ class GPUSpec(_Model):
 
 class ResourcesSpec(_Model):
     gpu: GPUSpec = Field(default_factory=GPUSpec)
-    cpu: str = Field("4", pattern=QUANTITY_PATTERN, description="CPU request of the trainer.")
-    memory: str = Field("16Gi", pattern=QUANTITY_PATTERN, description="Memory request and limit of the trainer.")
-
-    _q = field_validator("cpu", "memory", mode="before")(classmethod(lambda cls, v: _quantity(v)))
+    cpu: Quantity = Field("4", description="CPU request of the trainer.")
+    memory: Quantity = Field("16Gi", description="Memory request and limit of the trainer.")
 
 
 class RetrySpec(_Model):

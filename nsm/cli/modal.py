@@ -19,9 +19,9 @@ import sys
 import time
 from typing import Any
 
+from nsm.contract import HISTORY_FILE, RESULTS_FILE, ExitCode, exit_code_of
 from nsm.spec import SpecError
 
-EXIT_OK, EXIT_ERROR, EXIT_INVALID_SPEC, EXIT_DIVERGED = 0, 1, 2, 3
 FOLLOW_SECONDS = 10.0
 
 
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("modal", help="train on Modal (deploy the App, run a training)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="modal_command", metavar="ACTION")
-    p.set_defaults(handler=lambda args: (p.print_help(), EXIT_INVALID_SPEC)[1])
+    p.set_defaults(handler=lambda args: (p.print_help(), ExitCode.INVALID_SPEC)[1])
 
     deploy = sub.add_parser("deploy", help="deploy the trainer App for a spec (default: the embedded one)")
     add_spec_arguments(deploy)
@@ -95,19 +95,19 @@ def handle_deploy(args: argparse.Namespace) -> int:
         training = _training(args)
     except (SpecError, ModalLimitError, ValueError) as exc:
         _err(f"invalid spec: {exc}")
-        return EXIT_INVALID_SPEC
+        return ExitCode.INVALID_SPEC
     if args.app:
         training.spec.modal.app = args.app
     if not _modal_ready():
-        return EXIT_ERROR
+        return ExitCode.ERROR
     try:
         app = _bridge().deploy(training.spec)
     except BridgeError as exc:
         _err(str(exc))
-        return EXIT_ERROR
+        return ExitCode.ERROR
     env = training.spec.modal.environment or "default"
     print(f"deployed Modal app {app!r} (function 'train', environment {env}, volume {training.spec.modal.volume!r})")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _progress_line(row: dict[str, Any], epochs: int) -> str:
@@ -123,7 +123,7 @@ def follow(bridge: Any, training: Any, name: str, call_id: str, poll_seconds: fl
     while True:
         try:
             outcome = bridge.poll(call_id)
-            history = bridge.read_json(spec, name, "history.json") or []
+            history = bridge.read_json(spec, name, HISTORY_FILE) or []
         except BridgeError as exc:
             _err(f"{exc} (still following; Ctrl-C to stop, the call keeps running)")
             outcome, history = Pending(), []
@@ -134,14 +134,14 @@ def follow(bridge: Any, training: Any, name: str, call_id: str, poll_seconds: fl
             result = outcome.result
             print(f"succeeded: {result.get('status', 'completed')} ({result.get('stop_reason', '')}) after "
                   f"{result.get('epochs_run', '?')} epochs; results in volume {spec.modal.volume!r} at "
-                  f"{name}/results.json")
-            return EXIT_OK
+                  f"{name}/{RESULTS_FILE}")
+            return ExitCode.OK
         if isinstance(outcome, Failed):
             _err(f"failed: {outcome.reason}: {outcome.message}")
-            return {"InvalidSpec": EXIT_INVALID_SPEC, "Diverged": EXIT_DIVERGED}.get(outcome.reason, EXIT_ERROR)
+            return exit_code_of(outcome.reason) or ExitCode.ERROR
         if isinstance(outcome, Expired):
             _err(f"{outcome.message}")
-            return EXIT_ERROR
+            return ExitCode.ERROR
         time.sleep(poll_seconds)
 
 
@@ -151,41 +151,41 @@ def handle_run(args: argparse.Namespace) -> int:
 
     if args.file is None:
         _err("run needs -f nsmtraining.yaml")
-        return EXIT_INVALID_SPEC
+        return ExitCode.INVALID_SPEC
     try:
         training = _training(args)
     except (SpecError, ModalLimitError, ValueError) as exc:
         _err(f"invalid spec: {exc}")
-        return EXIT_INVALID_SPEC
+        return ExitCode.INVALID_SPEC
     if not _modal_ready():
-        return EXIT_ERROR
+        return ExitCode.ERROR
     name = args.name or training.metadata.name
     bridge = _bridge()
     try:
         call_id = bridge.spawn(training.spec, name, 1, new_token())
     except BridgeError as exc:
         _err(str(exc))
-        return EXIT_ERROR
+        return ExitCode.ERROR
     print(f"call id: {call_id}", flush=True)
     if args.detach:
         print(f"detached; cancel with: nsm modal cancel {call_id}")
-        return EXIT_OK
+        return ExitCode.OK
     try:
         return follow(bridge, training, name, call_id, args.poll_seconds)
     except KeyboardInterrupt:
         print(f"\nstopped following; the call keeps running. Cancel with: nsm modal cancel {call_id}")
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 def handle_cancel(args: argparse.Namespace) -> int:
     from nsm.modal.bridge import BridgeError
 
     if not _modal_ready():
-        return EXIT_ERROR
+        return ExitCode.ERROR
     try:
         _bridge().cancel(args.call_id)
     except BridgeError as exc:
         _err(str(exc))
-        return EXIT_ERROR
+        return ExitCode.ERROR
     print(f"cancelled {args.call_id}")
-    return EXIT_OK
+    return ExitCode.OK

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from nsm.train.report import write_curves
+    from nsm.train.curves import write_curves
 
     try:
         path = write_curves(args.run_dir, args.output)

@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 from pydantic.alias_generators import to_camel
 
+from nsm.contract import BEST_CHECKPOINT, CURVES_FILE, HISTORY_FILE, LAST_CHECKPOINT, RESULTS_FILE, ExitCode
 from nsm.spec import KIND, SpecError, load_training, parse_training
 
-EXIT_OK, EXIT_ERROR, EXIT_INVALID_SPEC, EXIT_DIVERGED = 0, 1, 2, 3
 # The trainer pod's metrics port (the operator's PodMonitor/Service scrape it).
 IN_CLUSTER_METRICS_PORT = 9400
 
@@ -167,11 +167,11 @@ def _print_summary(results: dict[str, Any], out: Path) -> None:
     if test:
         print(f"test (best checkpoint): accuracy {test['accuracy']:.3f}, balanced {test['balanced_accuracy']:.3f}, "
               f"per class [{per_class}], AUC {test['auc']:.3f}")
-    print(f"results:     {out / 'results.json'}")
-    print(f"history:     {out / 'history.json'}")
-    print(f"checkpoints: {out / 'last.pt'}, {out / 'best.pt'}")
-    if (out / "curves.png").exists():
-        print(f"curves:      {out / 'curves.png'}")
+    print(f"results:     {out / RESULTS_FILE}")
+    print(f"history:     {out / HISTORY_FILE}")
+    print(f"checkpoints: {out / LAST_CHECKPOINT}, {out / BEST_CHECKPOINT}")
+    if (out / CURVES_FILE).exists():
+        print(f"curves:      {out / CURVES_FILE}")
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -180,7 +180,7 @@ def handle(args: argparse.Namespace) -> int:
         training = build_training(args)
     except SpecError as exc:
         print(f"nsm train: invalid spec: {exc}", file=sys.stderr)
-        return EXIT_INVALID_SPEC
+        return ExitCode.INVALID_SPEC
 
     from nsm.train import TrainingDiverged
     from nsm.train.trainer import RunOptions, Trainer
@@ -196,22 +196,22 @@ def handle(args: argparse.Namespace) -> int:
         results = Trainer(training, options).run()
     except SpecError as exc:
         print(f"nsm train: invalid spec: {exc}", file=sys.stderr)
-        return EXIT_INVALID_SPEC
+        return ExitCode.INVALID_SPEC
     except TrainingDiverged as exc:
-        print(f"nsm train: {exc}; see {out / 'results.json'}", file=sys.stderr)
-        return EXIT_DIVERGED
+        print(f"nsm train: {exc}; see {out / RESULTS_FILE}", file=sys.stderr)
+        return ExitCode.DIVERGED
     except KeyboardInterrupt:
         print("nsm train: interrupted; resume with --resume auto", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception:  # noqa: BLE001 - anything else is retryable (exit 1)
         traceback.print_exc()
-        return EXIT_ERROR
+        return ExitCode.ERROR
     if args.report:
         try:
-            from nsm.train.report import write_curves
+            from nsm.train.curves import write_curves
 
             write_curves(out)
         except Exception as exc:  # noqa: BLE001 - a plot must not fail a finished training
             print(f"nsm train: could not write curves.png: {exc}", file=sys.stderr)
     _print_summary(results, out)
-    return EXIT_OK
+    return ExitCode.OK

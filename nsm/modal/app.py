@@ -21,6 +21,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nsm.contract import ExitCode
 from nsm.modal.mapping import CHECKPOINT_MOUNT, FUNCTION_NAME, modal_options
 from nsm.modal.runner import RetryableTrainerError, failure, fence_message, record_start, run_trainer
 from nsm.spec import NSMTrainingSpec, SpecError, parse_training
@@ -103,7 +104,7 @@ def train(training: dict[str, Any], name: str, attempt: int = 1, token: str = ""
     try:
         spec = parse_training(training).spec
     except SpecError as exc:
-        return failure("InvalidSpec", str(exc), retryable=False, exit_code=2)
+        return failure("InvalidSpec", str(exc), retryable=False, exit_code=ExitCode.INVALID_SPEC)
     volume = modal.Volume.from_name(spec.modal.volume, environment_name=spec.modal.environment)
     output_dir = Path(CHECKPOINT_MOUNT) / name
     try:

@@ -27,11 +27,18 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
-from nsm.modal.runner import CALLS_DIR, FENCE_FILE, HISTORY_FILE, RESULTS_FILE
+from nsm.contract import FENCE_FILE, HISTORY_FILE, RESULTS_FILE, call_record
+from nsm.modal.mapping import modal_options
+from nsm.modal.sdk import ModalSDK
+from nsm.modal.types import (
+    BridgeError, Credentials, Expired, Failed, ModalBridge, Outcome, Pending, Succeeded,
+)  # fmt: skip
 from nsm.spec import NSMTrainingSpec
+
+__all__ = ["BridgeError", "Credentials", "Expired", "Failed", "ModalBridge", "Outcome", "Pending", "SDKBridge",
+           "Succeeded", "classify", "new_token"]  # fmt: skip
 
 T = TypeVar("T")
 
@@ -39,76 +46,6 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 DEPLOY_TIMEOUT_SECONDS = 1800.0  # image builds are slow the first time
 _TOKEN_PATTERN = re.compile(r"\b(?:ak|as|wk|ws)-[A-Za-z0-9]{6,}\b")
 REDACTED = "***"
-
-
-# --- outcomes of a call ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pending:
-    """The call has no result yet (queued, starting, training, or being retried by Modal)."""
-
-
-@dataclass(frozen=True)
-class Succeeded:
-    result: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Failed:
-    reason: str
-    message: str
-    retryable: bool
-
-
-@dataclass(frozen=True)
-class Expired:
-    """Modal no longer keeps the call's output (outputs expire some days after the call ends)."""
-
-    message: str = "the call's output has expired on Modal; see the Volume for results.json"
-
-
-Outcome = Pending | Succeeded | Failed | Expired
-
-
-class BridgeError(Exception):
-    """Talking to Modal failed; ``str()`` is safe to log and to put in status."""
-
-    def __init__(self, reason: str, message: str, *, retryable: bool = True):
-        self.reason = reason
-        self.message = message
-        self.retryable = retryable
-        super().__init__(f"{reason}: {message}")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """A Modal token (``MODAL_TOKEN_ID`` / ``MODAL_TOKEN_SECRET``); ``repr`` never shows it."""
-
-    token_id: str = field(repr=False)
-    token_secret: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return "Credentials(token_id=***, token_secret=***)"
-
-    __str__ = __repr__
-
-
-@runtime_checkable
-class ModalBridge(Protocol):
-    def deploy(self, spec: NSMTrainingSpec) -> str: ...
-
-    def spawn(self, spec: NSMTrainingSpec, name: str, attempt: int, token: str) -> str: ...
-
-    def poll(self, call_id: str) -> Outcome: ...
-
-    def cancel(self, call_id: str) -> None: ...
-
-    def read_json(self, spec: NSMTrainingSpec, name: str, filename: str) -> Any: ...
-
-    def find_call(self, spec: NSMTrainingSpec, name: str, attempt: int) -> dict[str, Any] | None: ...
-
-    def retire(self, spec: NSMTrainingSpec, name: str) -> None: ...
 
 
 def new_token() -> str:
@@ -249,11 +186,7 @@ class SDKBridge:
         auto_deploy: bool = True,
         sdk: Any = None,
     ):
-        if sdk is None:
-            from nsm.modal.sdk import ModalSDK
-
-            sdk = ModalSDK(credentials)
-        self.sdk = sdk
+        self.sdk = ModalSDK(credentials) if sdk is None else sdk
         self.timeout = timeout
         self.deploy_timeout = deploy_timeout
         self.modal_retries = modal_retries
@@ -288,8 +221,13 @@ class SDKBridge:
                     "metadata": {"name": name}, "spec": spec.to_wire()}
         args = (training, name, attempt, token)
         what = f"spawn of {spec.modal.app}.train"
+        options = modal_options(spec)  # once per spawn, also when the App must be deployed first
+
+        def spawn() -> str:
+            return self.sdk.spawn(spec, options, args, retries=self.modal_retries)  # type: ignore[no-any-return]
+
         try:
-            return self._run(lambda: self.sdk.spawn(spec, args, retries=self.modal_retries), what)
+            return self._run(spawn, what)
         except BridgeError as exc:
             if exc.reason != "ModalNotFound" or not self.auto_deploy:
                 if exc.reason == "ModalNotFound":
@@ -298,7 +236,7 @@ class SDKBridge:
                                       "`nsm modal deploy`", retryable=True) from None
                 raise
         self.deploy(base_spec(spec))
-        return self._run(lambda: self.sdk.spawn(spec, args, retries=self.modal_retries), what)
+        return self._run(spawn, what)
 
     def poll(self, call_id: str) -> Outcome:
         what = f"poll of call {call_id}"
@@ -331,7 +269,7 @@ class SDKBridge:
             return None  # a file caught mid-write by an older trainer; the next poll reads it
 
     def find_call(self, spec: NSMTrainingSpec, name: str, attempt: int) -> dict[str, Any] | None:
-        return self.read_json(spec, name, f"{CALLS_DIR}/a{attempt}.json")
+        return self.read_json(spec, name, call_record(attempt))
 
     def read_results(self, spec: NSMTrainingSpec, name: str) -> Any:
         return self.read_json(spec, name, RESULTS_FILE)

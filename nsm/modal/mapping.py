@@ -27,12 +27,15 @@ a delay Modal would actually wait (see :func:`map_retries`).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from nsm.quantity import parse_quantity
 from nsm.spec import NSMTrainingSpec, RetrySpec
+
+__all__ = ["ModalLimitError", "ModalOptions", "RetryPolicy", "cpu_cores", "gpu_option", "map_retries", "map_timeout",
+           "memory_mib", "modal_options", "parse_quantity"]  # fmt: skip
 
 if TYPE_CHECKING:  # pragma: no cover
     import modal
@@ -46,11 +49,6 @@ MODAL_MAX_TIMEOUT_SECONDS = 24 * 3600
 CHECKPOINT_MOUNT = "/checkpoints"
 FUNCTION_NAME = "train"
 
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-            "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
-            "P": Decimal("1e15"), "E": Decimal("1e18")}
-_QUANTITY = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE]([+-]?\d+))?\s*$")
 
 
 class ModalLimitError(ValueError):
@@ -59,23 +57,6 @@ class ModalLimitError(ValueError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("; ".join(problems))
-
-
-def parse_quantity(text: str | int | float, field_name: str = "quantity") -> Decimal:
-    """A Kubernetes quantity (``"4"``, ``"500m"``, ``"16Gi"``, ``"1e3"``) as a Decimal of base units."""
-    match = _QUANTITY.match(str(text))
-    if not match:
-        raise ValueError(f"{field_name}: {text!r} is not a Kubernetes quantity")
-    number, suffix, exponent = match.groups()
-    try:
-        value = Decimal(number)
-    except InvalidOperation:  # pragma: no cover - the pattern only admits decimals
-        raise ValueError(f"{field_name}: {text!r} is not a Kubernetes quantity") from None
-    if exponent is not None:
-        return value * (Decimal(10) ** int(exponent))
-    if suffix in _BINARY:
-        return value * _BINARY[suffix]
-    return value * _DECIMAL[suffix or ""]
 
 
 def cpu_cores(quantity: str) -> float:
@@ -120,10 +101,6 @@ class RetryPolicy:
             initial_delay=self.initial_delay,
             max_delay=self.max_delay,
         )
-
-
-def _modal_delay(policy: RetryPolicy, retry: int) -> float:
-    return min(policy.max_delay, policy.initial_delay * policy.backoff_coefficient ** (retry - 1))
 
 
 def map_retries(retry: RetrySpec, *, strict: bool = False) -> tuple[RetryPolicy, list[str]]:

@@ -38,15 +38,10 @@ from typing import Any
 
 import yaml
 
+from nsm.contract import FENCE_FILE, RESULTS_FILE, WATCHED_FILES, ExitCode, call_record, is_retryable, reason_of
+
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_INVALID_SPEC, EXIT_DIVERGED = 0, 2, 3
-NON_RETRYABLE_EXITS = {EXIT_INVALID_SPEC: "InvalidSpec", EXIT_DIVERGED: "Diverged"}
-WATCHED_FILES = ("last.pt", "best.pt", "history.json", "results.json")
-RESULTS_FILE = "results.json"
-HISTORY_FILE = "history.json"
-FENCE_FILE = "fence.json"
-CALLS_DIR = "calls"
 COMMIT_POLL_SECONDS = 10.0
 STOP_GRACE_SECONDS = 20.0
 TAIL_LINES = 20
@@ -90,7 +85,7 @@ def fence_message(output_dir: Path, attempt: int, token: str) -> str | None:
 
 def record_start(output_dir: Path, attempt: int, token: str, call_id: str | None) -> Path:
     """Write ``calls/a<attempt>.json`` so an operator that lost the call id can find it again."""
-    path = output_dir / CALLS_DIR / f"a{attempt}.json"
+    path = output_dir / call_record(attempt)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {"attempt": attempt, "token": token, "callId": call_id, "startedAt": time.time()}
     tmp = path.with_name(f".{path.name}.tmp")
@@ -179,10 +174,10 @@ def run_trainer(
             pump.join(timeout=5)
             _safe_commit(commit)
     message = "\n".join(tail)
-    if code in NON_RETRYABLE_EXITS:
-        return failure(NON_RETRYABLE_EXITS[code], message or f"nsm train exited with {code}",
+    if not is_retryable(code):
+        return failure(reason_of(code) or "Failed", message or f"nsm train exited with {code}",
                        retryable=False, exit_code=code)
-    if code != EXIT_OK:
+    if code != ExitCode.OK:
         raise RetryableTrainerError(f"nsm train exited with {code}: {message}".rstrip(": "))
     try:
         result = json.loads((output_dir / RESULTS_FILE).read_text())

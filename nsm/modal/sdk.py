@@ -1,10 +1,12 @@
-"""The thin layer of blocking Modal SDK calls under :class:`nsm.modal.bridge.SDKBridge`.
+"""The thin layer of blocking Modal SDK calls under :class:`nsm.modal.bridge.SDKBridge`; it never
+imports the bridge (the types both use live in :mod:`nsm.modal.types`).
 
 Each method is one SDK round trip (or a short sequence), written against modal 1.6.4's current
 API: ``Client.from_credentials``, ``App.deploy``, ``Function.from_name(...).with_options(...)
 .spawn``, ``FunctionCall.from_id(...).get(timeout=0)`` / ``.cancel()``, ``Volume.from_name``,
 ``Volume.read_file`` and ``Volume.batch_upload``. The bridge puts a deadline on each and turns
-exceptions into status messages; nothing here catches errors except "file not found".
+exceptions into status messages; nothing here catches errors except "file not found". ``spawn``
+takes the :class:`~nsm.modal.mapping.ModalOptions` the bridge computed once for the spawn.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from nsm.modal.bridge import BridgeError, Credentials
-from nsm.modal.mapping import FUNCTION_NAME, modal_options
+from nsm.modal.mapping import FUNCTION_NAME, ModalOptions
+from nsm.modal.types import BridgeError, Credentials
 from nsm.spec import NSMTrainingSpec
 
 
@@ -58,9 +60,8 @@ class ModalSDK:
         app.deploy(name=spec.modal.app, environment_name=spec.modal.environment, client=self.client())
         return spec.modal.app
 
-    def spawn(self, spec: NSMTrainingSpec, args: tuple[Any, ...], *, retries: bool) -> str:
+    def spawn(self, spec: NSMTrainingSpec, options: ModalOptions, args: tuple[Any, ...], *, retries: bool) -> str:
         modal = _modal()
-        options = modal_options(spec)
         function = modal.Function.from_name(
             options.app_name, FUNCTION_NAME, environment_name=options.environment, client=self.client()
         )

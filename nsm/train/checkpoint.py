@@ -30,13 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nsm.train.jsonsafe import json_safe
+from nsm.contract import BEST_CHECKPOINT, EPOCH_CHECKPOINT_PATTERN, LAST_CHECKPOINT, epoch_checkpoint, json_safe
 
-LAST = "last.pt"
-BEST = "best.pt"
-HISTORY = "history.json"
-RESULTS = "results.json"
-_EPOCH_FILE = re.compile(r"^epoch-(\d{4,})\.pt$")
+_EPOCH_FILE = re.compile(EPOCH_CHECKPOINT_PATTERN)
 CHECKPOINT_FORMAT = 1
 
 
@@ -100,14 +96,14 @@ class CheckpointManager:
 
     @property
     def last_path(self) -> Path:
-        return self.directory / LAST
+        return self.directory / LAST_CHECKPOINT
 
     @property
     def best_path(self) -> Path:
-        return self.directory / BEST
+        return self.directory / BEST_CHECKPOINT
 
     def epoch_path(self, epoch: int) -> Path:
-        return self.directory / f"epoch-{epoch:04d}.pt"
+        return self.directory / epoch_checkpoint(epoch)
 
     def save(self, state: dict[str, Any], epoch: int, is_best: bool) -> list[Path]:
         """Write the checkpoints due after ``epoch`` (1-based); returns the paths written."""

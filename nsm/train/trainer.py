@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nsm.contract import HISTORY_FILE, RESULTS_FILE, result_body, status_body
+from nsm.contract import iso as rfc3339
 from nsm.spec import NSMTraining, SpecError
 from nsm.train import checkpoint as ckpt
 from nsm.train.device import amp_policy, configure_tf32, device_label, device_name, resolve_device
@@ -33,7 +35,7 @@ from nsm.train.errors import TrainingDiverged
 from nsm.train.loaders import EpochBatchSampler, make_loader
 from nsm.train.loop import StepContext, evaluate, train_epoch
 from nsm.train.prometheus import TrainerMetrics
-from nsm.train.reporter import ProgressReporter, result_body, rfc3339, status_body
+from nsm.train.progress import ProgressReporter
 from nsm.train.schedule import current_lr, make_optimizer, make_scheduler, step_scheduler
 from nsm.train.state import EarlyStopping, RunState
 
@@ -255,7 +257,7 @@ class Trainer:
         self.ckpts.save(self._checkpoint_state(), epoch, improved)
         now = time.time()
         self.last_checkpoint = {"epoch": epoch, "path": str(self.ckpts.last_path), "time": rfc3339(now)}
-        ckpt.atomic_write_json(self.out / ckpt.HISTORY, self.state.history)
+        ckpt.atomic_write_json(self.out / HISTORY_FILE, self.state.history)
         assert self.metrics is not None
         self.metrics.observe_epoch(row, self.stopper.best_loss)
         self.metrics.checkpoint_written(now)
@@ -352,6 +354,6 @@ class Trainer:
         return results
 
     def _finish(self, results: dict[str, Any]) -> None:
-        ckpt.atomic_write_json(self.out / ckpt.RESULTS, results)
+        ckpt.atomic_write_json(self.out / RESULTS_FILE, results)
         if self.reporter is not None:
             self.reporter.report(result_body(results))

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from nsm.contract import iso, parse_time
 from nsm.spec import NSMTrainingSpec
 
 PENDING, QUEUED, RUNNING, RETRYING = "Pending", "Queued", "Running", "Retrying"
@@ -70,18 +71,6 @@ class Result:
     status: dict[str, Any] = field(default_factory=dict)
     action: Action = field(default_factory=Action)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-
-
-def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if not isinstance(value, str) or not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def set_condition(
@@ -173,87 +162,99 @@ def step(
     b = _Builder(status, now)
     phase = status.get("phase")
     attempt = int(status.get("attempts") or 0)
-    retries = int(status.get("retries") or 0)
-    gpus = spec.resources.gpu.count
-
     if phase in TERMINAL:
         return b.done(Action(ActionKind.finish))
-
     if spec.suspend:
-        if phase == SUSPENDED:
-            return b.done(Action())
-        if obs is not None and obs.state in (State.running,):
-            b.set(gpuSeconds=_attempt_seconds(b, obs, gpus))
-        b.set(activeJob=None, nextAttemptAt=None, attemptStartTime=None)
-        b.phase(SUSPENDED, f"suspended; attempt {attempt} stopped, checkpoint kept", "Suspended")
-        b.cond("Suspended", True, "SuspendRequested", "spec.suspend is true")
-        b.cond("Running", False, "Suspended", "")
-        return b.done(Action(ActionKind.stop, attempt or None))
-
+        return b.done(_suspend(b, spec, obs, attempt))
     if phase == SUSPENDED:
         b.cond("Suspended", False, "Resumed", "spec.suspend is false")
         return b.done(_start(b, attempt + 1, f"resumed: attempt {attempt + 1} started"))
-
     if attempt == 0:
         b.set(retries=0, gpuSeconds=0.0)
         return b.done(_start(b, 1, "attempt 1 started"))
-
     if phase == RETRYING:
-        at = parse_time(status.get("nextAttemptAt")) or now
-        if now >= at:
-            b.set(retries=retries)
-            return b.done(_start(b, attempt + 1, f"retry: attempt {attempt + 1} started"))
-        return b.done(Action(ActionKind.wait, attempt + 1, at))
-
+        return b.done(_retry_when_due(b, attempt))
     if obs is None or obs.state == State.absent:
         # Created in a previous step (or the create was lost): create-if-absent again.
         return b.done(Action(ActionKind.start, attempt))
+    if obs.state in (State.pending, State.queued, State.running):
+        return b.done(_in_flight(b, obs, attempt))
+    return b.done(_finished(b, spec, obs, attempt, price_per_gpu_hour))
 
-    if obs.state == State.pending:
-        return b.done(Action())
+
+def _suspend(b: _Builder, spec: NSMTrainingSpec, obs: Observation | None, attempt: int) -> Action:
+    """spec.suspend: stop the running attempt once, keep its checkpoint and GPU-seconds."""
+    if b.old.get("phase") == SUSPENDED:
+        return Action()
+    if obs is not None and obs.state == State.running:
+        b.set(gpuSeconds=_attempt_seconds(b, obs, spec.resources.gpu.count))
+    b.set(activeJob=None, nextAttemptAt=None, attemptStartTime=None)
+    b.phase(SUSPENDED, f"suspended; attempt {attempt} stopped, checkpoint kept", "Suspended")
+    b.cond("Suspended", True, "SuspendRequested", "spec.suspend is true")
+    b.cond("Running", False, "Suspended", "")
+    return Action(ActionKind.stop, attempt or None)
+
+
+def _retry_when_due(b: _Builder, attempt: int) -> Action:
+    at = parse_time(b.old.get("nextAttemptAt")) or b.now
+    if b.now >= at:
+        b.set(retries=int(b.old.get("retries") or 0))
+        return _start(b, attempt + 1, f"retry: attempt {attempt + 1} started")
+    return Action(ActionKind.wait, attempt + 1, at)
+
+
+def _in_flight(b: _Builder, obs: Observation, attempt: int) -> Action:
+    """The attempt exists and has not finished: pending, queued or running."""
     if obs.state == State.queued:
         b.phase(QUEUED, f"attempt {attempt} queued", "Queued")
-        return b.done(Action())
-    if obs.state == State.running:
-        started = obs.started_at or now
-        b.set(attemptStartTime=status.get("attemptStartTime") or iso(started))
-        if not status.get("startTime"):
+    elif obs.state == State.running:
+        started = obs.started_at or b.now
+        b.set(attemptStartTime=b.old.get("attemptStartTime") or iso(started))
+        if not b.old.get("startTime"):
             b.set(startTime=iso(started))
         b.phase(RUNNING, f"attempt {attempt} running", "Running")
         b.cond("Running", True, "AttemptRunning", f"attempt {attempt} running")
-        return b.done(Action())
+    return Action()
 
-    gpu_seconds = _attempt_seconds(b, obs, gpus)
+
+def _finished(b: _Builder, spec: NSMTrainingSpec, obs: Observation, attempt: int, price_per_gpu_hour: float) -> Action:
+    """The attempt ended: account its GPU time, then succeed, retry or fail."""
+    gpu_seconds = _attempt_seconds(b, obs, spec.resources.gpu.count)
     b.set(gpuSeconds=gpu_seconds, costEstimate=cost_estimate(gpu_seconds, price_per_gpu_hour),
           attemptStartTime=None)  # fmt: skip
     b.cond("Running", False, "AttemptFinished", "")
     if obs.state == State.succeeded:
-        b.set(completionTime=iso(obs.finished_at or now), failureReason=None)
+        b.set(completionTime=iso(obs.finished_at or b.now), failureReason=None)
         b.phase(SUCCEEDED, f"attempt {attempt} succeeded", "Succeeded")
         b.cond("Succeeded", True, "TrainingSucceeded", f"attempt {attempt} succeeded")
-        return b.done(Action(ActionKind.finish))
-
-    what = _describe(attempt, obs)
+        return Action(ActionKind.finish)
     b.set(failureReason=obs.reason or "Failed")
+    retries = int(b.old.get("retries") or 0)
     if obs.retryable and (not obs.counts or retries < spec.retry.max_retries):
-        retries_after = retries + (1 if obs.counts else 0)
-        delay = spec.retry.delay(max(1, retries_after)) if obs.counts else 0.0
-        at = now + timedelta(seconds=delay)
-        b.set(retries=retries_after)
-        if delay <= 0:
-            b.res.events.append(("Warning", "AttemptFailed", f"{what}; retrying now"))
-            return b.done(_start(b, attempt + 1, f"{what}; attempt {attempt + 1} started"))
-        b.set(nextAttemptAt=iso(at))
-        b.phase(RETRYING, f"{what}; attempt {attempt + 1} in {delay:g}s", "Retrying", warning=True)
-        b.cond("Retrying", True, obs.reason or "AttemptFailed", what)
-        return b.done(Action(ActionKind.wait, attempt + 1, at))
-
+        return _retry(b, spec, obs, attempt, retries)
+    what = _describe(attempt, obs)
     final = what if not obs.retryable else f"{what}; maxRetries ({spec.retry.max_retries}) exhausted"
-    b.set(completionTime=iso(now), nextAttemptAt=None)
+    b.set(completionTime=iso(b.now), nextAttemptAt=None)
     b.phase(FAILED, final, "Failed", warning=True)
     b.cond("Failed", True, obs.reason or "AttemptFailed", final)
     b.cond("Retrying", False, "Final", "")
-    return b.done(Action(ActionKind.finish))
+    return Action(ActionKind.finish)
+
+
+def _retry(b: _Builder, spec: NSMTrainingSpec, obs: Observation, attempt: int, retries: int) -> Action:
+    """A retryable failure: the next attempt now (no delay) or at ``nextAttemptAt``."""
+    what = _describe(attempt, obs)
+    retries_after = retries + (1 if obs.counts else 0)
+    delay = spec.retry.delay(max(1, retries_after)) if obs.counts else 0.0
+    at = b.now + timedelta(seconds=delay)
+    b.set(retries=retries_after)
+    if delay <= 0:
+        b.res.events.append(("Warning", "AttemptFailed", f"{what}; retrying now"))
+        return _start(b, attempt + 1, f"{what}; attempt {attempt + 1} started")
+    b.set(nextAttemptAt=iso(at))
+    b.phase(RETRYING, f"{what}; attempt {attempt + 1} in {delay:g}s", "Retrying", warning=True)
+    b.cond("Retrying", True, obs.reason or "AttemptFailed", what)
+    return Action(ActionKind.wait, attempt + 1, at)
 
 
 def _describe(attempt: int, obs: Observation) -> str:

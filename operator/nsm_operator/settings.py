@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Any
+from typing import Any, get_origin, get_type_hints
 
 ENV_PREFIX = "NSM_OPERATOR_"
 
@@ -36,9 +36,13 @@ class SettingsError(ValueError):
     """A malformed ``NSM_OPERATOR_*`` variable; the message names it."""
 
 
+_PORT = {"max": 65535}
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
-    """Operator configuration. Attribute docstrings name the environment variable."""
+    """Operator configuration. Attribute docstrings name the environment variable; each is parsed
+    by its field's annotation (numbers must be non-negative; ``metadata["max"]`` caps them)."""
 
     default_image: str = "ghcr.io/nsm-dev/nsm-trainer:0.1.0"
     """NSM_OPERATOR_DEFAULT_IMAGE: trainer image when ``spec.image`` is null."""
@@ -54,17 +58,26 @@ class OperatorSettings:
     )
     """NSM_OPERATOR_GPU_NODE_LABELS: JSON {product: {label: value}}, merged over the defaults."""
 
-    metrics_port: int = 8080
+    metrics_port: int = field(default=8080, metadata=_PORT)
     """NSM_OPERATOR_METRICS_PORT: port of the operator's Prometheus endpoint (path /metrics); 0 = off."""
 
-    trainer_metrics_port: int = 9400
+    trainer_metrics_port: int = field(default=9400, metadata=_PORT)
     """NSM_OPERATOR_TRAINER_METRICS_PORT: port the trainer serves its metrics on (`metrics`)."""
 
     modal_secret: str = "modal-credentials"
-    """NSM_OPERATOR_MODAL_SECRET: Secret holding MODAL_TOKEN_ID / MODAL_TOKEN_SECRET."""
+    """NSM_OPERATOR_MODAL_SECRET: Secret holding MODAL_TOKEN_ID / MODAL_TOKEN_SECRET (``name`` in
+    the training's namespace, or ``namespace/name``)."""
 
     modal_poll_seconds: float = 15.0
     """NSM_OPERATOR_MODAL_POLL_SECONDS: how often a Modal call is polled."""
+
+    modal_bridge: str = ""
+    """NSM_OPERATOR_MODAL_BRIDGE: ``module:factory`` returning the Modal bridge; empty = Modal's
+    SDK (the e2e tier sets ``tests.fakes.modal_bridge:from_env``)."""
+
+    modal_launch_grace_seconds: float = 120.0
+    """NSM_OPERATOR_MODAL_LAUNCH_GRACE_SECONDS: how long a launch marker may wait for its Modal
+    call to start before the launch counts as lost (tests shorten it)."""
 
     watch_timeout_seconds: int = 300
     """NSM_OPERATOR_WATCH_TIMEOUT_SECONDS: server-side timeout of a watch request (kopf)."""
@@ -76,13 +89,17 @@ class OperatorSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
         """Parse ``NSM_OPERATOR_*`` variables (``os.environ`` by default); unset → default."""
         env = os.environ if env is None else env
+        hints = get_type_hints(cls)
         values: dict[str, Any] = {}
         for f in fields(cls):
             var = ENV_PREFIX + f.name.upper()
             raw = env.get(var)
             if raw is None or raw.strip() == "":
                 continue
-            values[f.name] = _parse(var, f.name, raw.strip())
+            try:
+                values[f.name] = _parse(hints[f.name], raw.strip(), f.metadata.get("max"))
+            except (ValueError, json.JSONDecodeError) as exc:
+                raise SettingsError(f"{var}={raw!r}: {exc}") from None
         return cls(**values)
 
     def node_selector(self, product: str) -> dict[str, str]:
@@ -90,25 +107,22 @@ class OperatorSettings:
         return dict(self.gpu_node_labels.get(product, {}))
 
 
-def _parse(var: str, name: str, raw: str) -> Any:
-    try:
-        if name == "namespaces":
-            return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
-        if name == "gpu_node_labels":
-            return _gpu_labels(raw)
-        if name in ("metrics_port", "trainer_metrics_port", "watch_timeout_seconds"):
-            value: Any = int(raw)
-            if value < 0 or (name.endswith("port") and value > 65535):
-                raise ValueError(f"out of range: {value}")
-            return value
-        if name in ("price_per_gpu_hour", "modal_poll_seconds", "request_timeout_seconds"):
-            value = float(raw)
-            if value < 0 or value != value:
-                raise ValueError(f"must be a non-negative number: {raw}")
-            return value
+def _parse(annotation: Any, raw: str, maximum: float | None) -> Any:
+    """``raw`` as a value of type ``annotation`` (the types OperatorSettings uses)."""
+    if annotation is str:
         return raw
-    except (ValueError, json.JSONDecodeError) as exc:
-        raise SettingsError(f"{var}={raw!r}: {exc}") from None
+    if annotation in (int, float):
+        value = annotation(raw)
+        if value < 0 or value != value or (maximum is not None and value > maximum):
+            bound = f"from 0 to {maximum}" if maximum is not None else "non-negative"
+            raise ValueError(f"out of range: must be {bound}")
+        return value
+    origin = get_origin(annotation)
+    if origin is tuple:
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if origin in (Mapping, dict):
+        return _gpu_labels(raw)
+    raise TypeError(f"no parser for settings of type {annotation!r}")  # pragma: no cover - a new field's type
 
 
 def _gpu_labels(raw: str) -> Mapping[str, Mapping[str, str]]:

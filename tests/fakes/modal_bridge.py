@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nsm.modal.bridge import BridgeError, Credentials, Expired, Failed, Outcome, Pending, Succeeded
+from nsm.modal.types import BridgeError, Credentials, Expired, Failed, Outcome, Pending, Succeeded
 from nsm.spec import NSMTrainingSpec
 
 DIR_ENV = "NSM_FAKE_MODAL_DIR"

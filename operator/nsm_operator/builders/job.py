@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nsm.contract import NON_RETRYABLE_EXIT_CODES
+
 from nsm_operator.builders.meta import child_metadata
 from nsm_operator.builders.names import (
     CHECKPOINT_DIR,
@@ -20,8 +22,6 @@ from nsm_operator.builders.storage import checkpoint_claim_name
 from nsm_operator.resource import Training
 from nsm_operator.settings import OperatorSettings
 
-# Exit codes of `nsm train` that no retry can fix: 2 invalid spec, 3 diverged (NaN/inf loss).
-NON_RETRYABLE_EXIT_CODES = (2, 3)
 RUN_AS_USER = 1000
 
 

@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 import kopf
+from nsm.contract import iso, now_utc, parse_time
 
 from nsm_operator.errors import InvalidSpec, TargetUnavailable
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.lifecycle import (
-    FAILED, RETRYING, SUSPENDED, TERMINAL, ActionKind, Observation, State, iso, parse_time, set_condition, step,
+    FAILED, RETRYING, SUSPENDED, TERMINAL, Action, ActionKind, Observation, Result, State, set_condition, step,
 )  # fmt: skip
 from nsm_operator.resource import Training
-from nsm_operator.targets import get_target
+from nsm_operator.targets import Target, get_target
 from nsm_operator.targets.base import TargetContext
-from nsm_operator.targets.kubernetes import KubernetesTarget, job_attempt, observe_job
+
+__all__ = ["epoch_summary", "mark_failed", "now_utc", "on_delete", "reconcile", "schedule_retry"]
 
 log = logging.getLogger(__name__)
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def epoch_summary(status: Mapping[str, Any], epochs: int) -> str:
@@ -67,36 +64,49 @@ async def reconcile(
 
 
 async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: Mapping[str, Any] | None) -> None:
-    meta = body["metadata"]
     status: Mapping[str, Any] = body.get("status") or {}
     if status.get("phase") in TERMINAL:
         return
     try:
         training = Training.from_body(body)
-        target = get_target(training.spec.target.value)
+        target = get_target(training.spec.target.value, ctx.settings)
     except (InvalidSpec, TargetUnavailable) as exc:
         await mark_failed(ctx, body, reason=type(exc).__name__, message=str(exc))
         raise
     tctx = TargetContext(training=training, status=status, settings=ctx.settings, kube=ctx.kube, body=body)
-    attempt = int(status.get("attempts") or 0)
     now = now_utc()
-
-    obs: Observation | None = None
-    if attempt and status.get("phase") not in (RETRYING, SUSPENDED):
-        if job is not None and job_attempt(job) == attempt and isinstance(target, KubernetesTarget):
-            obs = observe_job(job, await target.pods_if_failed(tctx, job))
-        else:
-            obs = await target.observe(tctx)
-
+    obs = await _observe(target, tctx, job)
     result = step(training.spec, status, obs, now, ctx.settings.price_per_gpu_hour)
     patch: dict[str, Any] = dict(result.status)
-    action = result.action
+    patch.update(await _act(ctx, target, tctx, result.action))
+    if obs is not None and obs.state == State.running and not status.get("attemptStartTime") and obs.created_at:
+        ctx.metrics.time_to_running_seconds.observe(max(0.0, (now - obs.created_at).total_seconds()))
+    patch = _status_patch(body, training, patch)
+    if patch:
+        await ctx.kube.patch_status(training.namespace, training.name, patch)  # cached by ctx
+    _record(ctx, body, training, patch, result)
+
+
+async def _observe(target: Target, tctx: TargetContext, job: Mapping[str, Any] | None) -> Observation | None:
+    """The current attempt's observation; None when no attempt runs (none yet, retrying, suspended).
+    A Job from a watch event answers without a GET when it belongs to the current attempt."""
+    status = tctx.status
+    if not int(status.get("attempts") or 0) or status.get("phase") in (RETRYING, SUSPENDED):
+        return None
+    obs = await target.observe_event(tctx, job) if job is not None else None
+    return obs if obs is not None else await target.observe(tctx)
+
+
+async def _act(ctx: OperatorContext, target: Target, tctx: TargetContext, action: Action) -> dict[str, Any]:
+    """Perform ``action`` (idempotently); returns the status fields the target adds."""
+    training, attempt = tctx.training, int(tctx.status.get("attempts") or 0)
+    fields: dict[str, Any] = {}
     if action.kind == ActionKind.start and action.attempt is not None:
-        created = parse_time(meta.get("creationTimestamp"))
+        created = parse_time(tctx.body["metadata"].get("creationTimestamp"))
         if action.attempt == 1 and attempt == 0 and created:
             tctx.on_created = lambda: ctx.metrics.job_creation_seconds.observe(
                 max(0.0, (now_utc() - created).total_seconds()))
-        patch.update(await target.launch(tctx, action.attempt))
+        fields = await target.launch(tctx, action.attempt)
         tctx.created()  # targets that don't report it themselves
         if action.attempt != attempt:
             ctx.metrics.attempts_total.labels(training.namespace, training.spec.domain.value).inc()
@@ -107,17 +117,23 @@ async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: 
     if target.polling and action.kind in (ActionKind.none, ActionKind.start):
         # Polling targets (Modal) report nothing by themselves: look again in a while.
         schedule_retry(ctx, training.namespace, training.name, ctx.settings.modal_poll_seconds)
+    return fields
 
-    if obs is not None and obs.state == State.running and not status.get("attemptStartTime") and obs.created_at:
-        ctx.metrics.time_to_running_seconds.observe(max(0.0, (now - obs.created_at).total_seconds()))
+
+def _status_patch(body: Mapping[str, Any], training: Training, patch: dict[str, Any]) -> dict[str, Any]:
+    """``patch`` plus the bookkeeping fields, without what the status already says."""
+    meta, status = body["metadata"], body.get("status") or {}
     if not status.get("epochSummary"):
         patch["epochSummary"] = epoch_summary(status, training.spec.epochs)
     if meta.get("generation") and status.get("observedGeneration") != meta["generation"]:
         patch["observedGeneration"] = meta["generation"]
-    patch = {k: v for k, v in patch.items() if status.get(k) != v}
-    if patch:
-        await ctx.kube.patch_status(training.namespace, training.name, patch)  # cached by ctx
+    return {k: v for k, v in patch.items() if status.get(k) != v}
 
+
+def _record(ctx: OperatorContext, body: Mapping[str, Any], training: Training, patch: Mapping[str, Any],
+            result: Result) -> None:
+    """Metrics, events and the log line of one reconcile."""
+    status = body.get("status") or {}
     domain = training.spec.domain.value
     new_phase = patch.get("phase")
     if new_phase == RETRYING:
@@ -127,7 +143,7 @@ async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: 
     for type_, reason, message in result.events:
         (kopf.warn if type_ == "Warning" else kopf.info)(dict(body), reason=reason, message=message)
     log.info("%s/%s: %s -> %s (%s)", training.namespace, training.name, status.get("phase"),
-             patch.get("phase", status.get("phase")), action.kind.value)  # fmt: skip
+             patch.get("phase", status.get("phase")), result.action.kind.value)  # fmt: skip
 
 
 def schedule_retry(ctx: OperatorContext, namespace: str, name: str, delay: float) -> None:
@@ -142,14 +158,13 @@ async def on_delete(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
     Kubernetes children need nothing: owner references cascade."""
     try:
         training = Training.from_body(body)
-        target = get_target(training.spec.target.value)
+        target = get_target(training.spec.target.value, ctx.settings)
     except (InvalidSpec, TargetUnavailable):
         return
-    delete = getattr(target, "delete", None) or target.stop
     tctx = TargetContext(training=training, status=body.get("status") or {}, settings=ctx.settings,
                          kube=ctx.kube, body=body)  # fmt: skip
     async with ctx.lock(training.namespace, training.name):
-        await delete(tctx)
+        await target.delete(tctx)
 
 
 async def mark_failed(ctx: OperatorContext, body: Mapping[str, Any], *, reason: str, message: str) -> None:

@@ -48,6 +48,16 @@ class Target(Protocol):
         """The state of the current attempt (``ctx.status["attempts"]``)."""
         ...
 
+    async def observe_event(self, ctx: TargetContext, event: Mapping[str, Any]) -> Observation | None:
+        """The state of the current attempt from ``event``, an object a watch just delivered (a
+        Job), saving a GET; None when the event says nothing about the current attempt (then the
+        caller falls back to :meth:`observe`)."""
+        ...
+
     async def stop(self, ctx: TargetContext) -> None:
         """Stop the current attempt (suspend); keep the checkpoint."""
+        ...
+
+    async def delete(self, ctx: TargetContext) -> None:
+        """The training is being deleted: stop (cancel) its current attempt; keep the checkpoint."""
         ...

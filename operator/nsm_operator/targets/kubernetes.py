@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nsm.contract import is_retryable, parse_time
+
 from nsm_operator.builders import build_children, build_job
-from nsm_operator.builders.job import NON_RETRYABLE_EXIT_CODES
 from nsm_operator.builders.names import CONTAINER_NAME, LABEL_ATTEMPT, job_name
-from nsm_operator.lifecycle import Observation, State, parse_time
+from nsm_operator.lifecycle import Observation, State
 from nsm_operator.targets.base import TargetContext
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -51,7 +52,7 @@ def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
             reason = term.get("reason") or reason  # e.g. Error, OOMKilled
         if term and term.get("message"):
             message = f"{message}; {term['message']}" if message else term["message"]
-        retryable = failed.get("reason") != "PodFailurePolicy" and exit_code not in NON_RETRYABLE_EXIT_CODES
+        retryable = failed.get("reason") != "PodFailurePolicy" and is_retryable(exit_code)
         return Observation(
             State.failed, exit_code=exit_code, reason=reason, message=message or None, retryable=retryable,
             started_at=started, finished_at=parse_time(failed.get("lastTransitionTime")), created_at=created,
@@ -121,7 +122,17 @@ class KubernetesTarget:
         job, pods = await self.fetch(ctx, attempt)
         return observe_job(job, pods)
 
+    async def observe_event(self, ctx: TargetContext, event: Mapping[str, Any]) -> Observation | None:
+        """A Job watch event of the current attempt (its failed pods are listed, nothing else read)."""
+        if job_attempt(event) != int(ctx.status.get("attempts") or 0):
+            return None
+        return observe_job(event, await self.pods_if_failed(ctx, event))
+
     async def stop(self, ctx: TargetContext) -> None:
         attempt = int(ctx.status.get("attempts") or 0)
         if attempt >= 1:
             await ctx.kube.delete("Job", ctx.training.namespace, job_name(ctx.training.name, attempt))
+
+    async def delete(self, ctx: TargetContext) -> None:
+        """Owner references cascade to the Job; deleting it now only saves waiting for the GC."""
+        await self.stop(ctx)

@@ -16,7 +16,7 @@ training's fence file on the Volume before creating the call. On restart, a mark
 
 1. the call's start record (``<name>/calls/a<attempt>.json``, written by a starting call) carries
    the same token → adopt its call id;
-2. no start record after :data:`LAUNCH_GRACE_SECONDS` (with Modal answering) → the launch is
+2. no start record after ``NSM_OPERATOR_MODAL_LAUNCH_GRACE_SECONDS`` (default 120 s) (with Modal answering) → the launch is
    treated as lost: the attempt fails with reason ``LaunchInterrupted`` without consuming a retry,
    and the next attempt's spawn rewrites the fence, so a call that was created but had not
    started quits as ``Superseded`` when it does start, instead of training next to its successor.
@@ -33,40 +33,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from nsm.modal.bridge import BridgeError, Expired, Failed, ModalBridge, Pending, Succeeded, new_token
+from nsm.contract import HISTORY_FILE, exit_code_of, iso, result_summary
+from nsm.contract import now_utc as _now
+from nsm.contract import parse_time as _parse_ts
+from nsm.modal.bridge import new_token
+from nsm.modal.types import BridgeError, Expired, Failed, ModalBridge, Pending, Succeeded
 from nsm.spec import NSMTrainingSpec
 
 from nsm_operator.errors import TransientError
-from nsm_operator.lifecycle import Observation, State, iso
-from nsm_operator.modal.bridges import BridgeCache, secret_ref
-from nsm_operator.modal.progress import progress_fields, result_summary
+from nsm_operator.lifecycle import Observation, State
+from nsm_operator.targets.modal_credentials import BridgeCache, secret_ref
+from nsm_operator.targets.modal_status import progress_fields
 from nsm_operator.targets.base import TargetContext
 
 log = logging.getLogger(__name__)
 
-LAUNCH_GRACE_SECONDS = 120.0
-LAUNCH_GRACE_ENV = "NSM_OPERATOR_MODAL_LAUNCH_GRACE_SECONDS"
+LAUNCH_GRACE_SECONDS = 120.0  # the default of OperatorSettings.modal_launch_grace_seconds
 # Reasons of a spawn failure after which no call can exist.
 _CERTAIN = frozenset({"ModalAuthError", "ModalPermissionDenied", "ModalNotFound", "ModalInvalid",
                       "ModalAppNotDeployed", "ModalNotInstalled", "ModalCredentialsMissing",
                       "ModalBridgeConfig"})  # fmt: skip
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _parse_ts(value: Any) -> datetime | None:
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
-    if isinstance(value, str) and value:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return None
 
 
 class ModalTarget:
@@ -181,7 +171,7 @@ class ModalTarget:
                                started_at=started, finished_at=_now())  # fmt: skip
         assert isinstance(outcome, Failed)
         counts = outcome.reason != "Superseded"
-        exit_code = {"InvalidSpec": 2, "Diverged": 3}.get(outcome.reason)
+        exit_code = exit_code_of(outcome.reason)
         return Observation(State.failed, reason=outcome.reason, message=outcome.message or None,
                            retryable=outcome.retryable or not counts, counts=counts, exit_code=exit_code,
                            started_at=started, finished_at=_now())  # fmt: skip
@@ -218,10 +208,13 @@ class ModalTarget:
 
     async def _progress(self, ctx: TargetContext, bridge: ModalBridge) -> None:
         spec: NSMTrainingSpec = ctx.training.spec
-        history = await self._call(bridge.read_json, spec, ctx.training.name, "history.json")
+        history = await self._call(bridge.read_json, spec, ctx.training.name, HISTORY_FILE)
         fields = progress_fields(history, spec, ctx.training.name, ctx.status.get("progress"))
         if fields:
             await self._patch(ctx, fields)
+
+    async def observe_event(self, ctx: TargetContext, event: Mapping[str, Any]) -> Observation | None:
+        return None  # no watch reports on Modal calls: they are polled
 
     async def stop(self, ctx: TargetContext) -> None:
         """Suspend: cancel the call; the Volume keeps last.pt for the next attempt."""
@@ -252,12 +245,5 @@ class ModalTarget:
             raise TransientError(f"cancel of Modal call {call_id or '(launching)'}: {exc}", delay=10.0) from None
         log.info("%s/%s: cancelled Modal call %s", ctx.training.namespace, ctx.training.name, call_id)
         return True
-
-
-def create_target() -> ModalTarget:
-    """The target ``get_target("modal")`` uses; ``NSM_OPERATOR_MODAL_LAUNCH_GRACE_SECONDS`` tunes
-    how long a launch marker may wait for its call to start (tests shorten it)."""
-    grace = os.environ.get(LAUNCH_GRACE_ENV, "").strip()
-    return ModalTarget(float(grace) if grace else LAUNCH_GRACE_SECONDS)
 
 

@@ -124,8 +124,12 @@ def test_op_suspend_and_resume(nsmt, cluster):
 
 @pytest.mark.parametrize(
     ("patch", "field"),
-    [({"domain": "chess"}, "spec.domain"), ({"epochs": 0}, "spec.epochs"), ({"poolRatio": 1.5}, "spec.poolRatio")],
-    ids=["domain", "epochs", "poolRatio"],
+    [({"domain": "chess"}, "spec.domain"), ({"epochs": 0}, "spec.epochs"), ({"poolRatio": 1.5}, "spec.poolRatio"),
+     # Quantities: the strict grammar of nsm.quantity, enforced by the CRD's pattern (and minimum).
+     ({"resources": {"cpu": "1..2"}}, "spec.resources.cpu"), ({"resources": {"memory": "."}}, "spec.resources.memory"),
+     ({"resources": {"memory": "4Gi2"}}, "spec.resources.memory"), ({"resources": {"cpu": -4}}, "spec.resources.cpu"),
+     ({"checkpoint": {"storage": {"size": "-4"}}}, "spec.checkpoint.storage.size")],
+    ids=["domain", "epochs", "poolRatio", "cpu-1..2", "memory-dot", "memory-4Gi2", "cpu-minus-4", "size-minus-4"],
 )
 def test_op_invalid_spec_is_rejected_by_the_api_server(nsmt, cluster, patch, field):
     body = {"apiVersion": "nsm.dev/v1alpha1", "kind": "NSMTraining", "metadata": {"name": "bad", "namespace": nsmt.ns},

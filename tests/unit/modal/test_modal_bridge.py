@@ -45,6 +45,7 @@ class FakeSDK:
         self.spawn_error = spawn_error
         self.log: list[tuple[str, Any]] = []
         self.files: dict[str, bytes] = {}
+        self.options: list[Any] = []
 
     def _maybe(self, value: Any) -> Any:
         time.sleep(self.delay)
@@ -58,7 +59,8 @@ class FakeSDK:
         self.spawn_error = None
         return spec.modal.app
 
-    def spawn(self, spec, args, *, retries):
+    def spawn(self, spec, options, args, *, retries):
+        self.options.append(options)
         self.log.append(("spawn", args[1:], retries))
         if self.spawn_error is not None:
             raise self.spawn_error
@@ -177,6 +179,18 @@ def test_spawn_deploys_a_missing_app_once() -> None:
     with pytest.raises(BridgeError) as info:
         SDKBridge(CREDS, sdk=sdk, auto_deploy=False).spawn(SPEC, "t1", 1, "tok")
     assert info.value.reason == "ModalAppNotDeployed" and "nsm modal deploy" in info.value.message
+
+
+def test_spawn_maps_the_spec_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nsm.modal.bridge as bridge_module
+
+    calls = []
+    real = bridge_module.modal_options
+    monkeypatch.setattr(bridge_module, "modal_options", lambda spec: calls.append(spec) or real(spec))
+    sdk = FakeSDK(spawn_error=mexc.NotFoundError("App 'nsm-test' not found"))
+    bridge(sdk).spawn(SPEC, "t1", 1, "tok")  # spawn, deploy, spawn again: still one mapping
+    assert len(calls) == 1 and len(sdk.options) == 2 and sdk.options[0] is sdk.options[1]
+    assert sdk.options[0].gpu == "A100-40GB" and sdk.options[0].app_name == "nsm-test"
 
 
 def test_read_json_and_find_call() -> None:

@@ -1,4 +1,4 @@
-"""Credentials from the Secret and the choice of bridge (nsm_operator.modal.bridges); no Modal server."""
+"""Credentials from the Secret and the choice of bridge (nsm_operator.targets.modal_credentials); no Modal server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from nsm.modal.bridge import BridgeError, SDKBridge
-from nsm_operator.modal.bridges import (
+from nsm_operator.targets.modal_credentials import (
     BridgeCache,
     bridge_factory,
     credentials_from_secret,
@@ -39,23 +39,23 @@ def test_credentials_and_messages_that_name_what_is_missing() -> None:
 
 
 def test_bridge_factory(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    assert bridge_factory(OperatorSettings(), environ={}) is default_bridge
+    assert bridge_factory(OperatorSettings.from_env({})) is default_bridge
     bridge = default_bridge(credentials_from_secret(_secret(MODAL_TOKEN_ID="a", MODAL_TOKEN_SECRET="b"), "n", "s"), None)
     assert isinstance(bridge, SDKBridge) and not bridge.modal_retries and not bridge.auto_deploy
     env = {"NSM_OPERATOR_MODAL_BRIDGE": "tests.fakes.modal_bridge:from_env"}
-    assert bridge_factory(OperatorSettings(), environ=env).__name__ == "from_env"
+    assert bridge_factory(OperatorSettings.from_env(env)).__name__ == "from_env"
     with pytest.raises(BridgeError, match="expected module:factory"):
-        bridge_factory(OperatorSettings(), environ={"NSM_OPERATOR_MODAL_BRIDGE": "nope"})
+        bridge_factory(OperatorSettings.from_env({"NSM_OPERATOR_MODAL_BRIDGE": "nope"}))
     with pytest.raises(BridgeError, match="ModalBridgeConfig"):
-        bridge_factory(OperatorSettings(), environ={"NSM_OPERATOR_MODAL_BRIDGE": "tests.fakes.modal_bridge:nope"})
+        bridge_factory(OperatorSettings.from_env({"NSM_OPERATOR_MODAL_BRIDGE": "tests.fakes.modal_bridge:nope"}))
 
 
 def test_a_rotated_token_gives_a_new_bridge(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("NSM_OPERATOR_MODAL_BRIDGE", "tests.fakes.modal_bridge:from_env")
     monkeypatch.setenv("NSM_FAKE_MODAL_DIR", str(tmp_path))
     cache = BridgeCache()
-    one = cache.get(OperatorSettings(), _secret("1", MODAL_TOKEN_ID="a", MODAL_TOKEN_SECRET="b"), "ml", "m")
+    one = cache.get(OperatorSettings.from_env(), _secret("1", MODAL_TOKEN_ID="a", MODAL_TOKEN_SECRET="b"), "ml", "m")
     assert isinstance(one, FakeBridge)
-    assert cache.get(OperatorSettings(), _secret("1", MODAL_TOKEN_ID="a", MODAL_TOKEN_SECRET="b"), "ml", "m") is one
-    two = cache.get(OperatorSettings(), _secret("2", MODAL_TOKEN_ID="a", MODAL_TOKEN_SECRET="c"), "ml", "m")
+    assert cache.get(OperatorSettings.from_env(), _secret("1", MODAL_TOKEN_ID="a", MODAL_TOKEN_SECRET="b"), "ml", "m") is one
+    two = cache.get(OperatorSettings.from_env(), _secret("2", MODAL_TOKEN_ID="a", MODAL_TOKEN_SECRET="c"), "ml", "m")
     assert two is not one

@@ -79,7 +79,7 @@ async def reconcile(env: dict[str, Any], target: ModalTarget | None = None) -> A
     kube, target = env["kube"], target or env["target"]
     body = kube.body
     status = copy.deepcopy(body.get("status") or {})
-    ctx = TargetContext(training=Training.from_body(body), status=status, settings=OperatorSettings(), kube=kube)
+    ctx = TargetContext(training=Training.from_body(body), status=status, settings=OperatorSettings.from_env(), kube=kube)
     attempt = int(status.get("attempts") or 0)
     obs = await target.observe(ctx) if attempt and status.get("phase") not in ("Retrying", "Suspended") else None
     result = step(ctx.training.spec, status, obs, datetime.now(timezone.utc))
@@ -154,7 +154,7 @@ async def test_launch_is_idempotent(env: dict[str, Any]) -> None:
     await reconcile(env)
     body = env["kube"].body
     ctx = TargetContext(training=Training.from_body(body), status=copy.deepcopy(body["status"]),
-                        settings=OperatorSettings(), kube=env["kube"])
+                        settings=OperatorSettings.from_env(), kube=env["kube"])
     assert await env["target"].launch(ctx, 1) == {}
     assert len(env["fake"].spawns("t1")) == 1
 
@@ -201,7 +201,7 @@ async def test_delete_cancels_the_call(env: dict[str, Any]) -> None:
     env["fake"].script("t1", {"startAfter": 0.1, "epochSeconds": 5})
     await until(env, "Running")
     body = env["kube"].body
-    ctx = TargetContext(training=Training.from_body(body), status=body["status"], settings=OperatorSettings(), kube=env["kube"])
+    ctx = TargetContext(training=Training.from_body(body), status=body["status"], settings=OperatorSettings.from_env(), kube=env["kube"])
     await env["target"].delete(ctx)
     assert env["fake"].calls("t1")[0]["cancelledAt"] is not None
 
@@ -264,7 +264,7 @@ async def test_delete_while_launching_fences_out_a_call_that_has_not_started(env
     spec = Training.from_body(env["kube"].body).spec
     late = fake.spawn(spec, "t1", 1, "tok-lost")
     status = {"phase": "Pending", "attempts": 1, "modal": {"attempt": 1, "launching": {"token": "tok-lost", "since": "x"}}}
-    ctx = TargetContext(training=Training.from_body(env["kube"].body), status=status, settings=OperatorSettings(),
+    ctx = TargetContext(training=Training.from_body(env["kube"].body), status=status, settings=OperatorSettings.from_env(),
                         kube=env["kube"])
     assert await env["target"].delete(ctx) is None
     assert fake.poll(late).reason == "Superseded"
@@ -276,7 +276,7 @@ async def test_delete_while_launching_cancels_a_started_call(env: dict[str, Any]
     spec = Training.from_body(env["kube"].body).spec
     started = fake.spawn(spec, "t1", 1, "tok-lost")
     status = {"phase": "Pending", "attempts": 1, "modal": {"attempt": 1, "launching": {"token": "tok-lost", "since": "x"}}}
-    ctx = TargetContext(training=Training.from_body(env["kube"].body), status=status, settings=OperatorSettings(),
+    ctx = TargetContext(training=Training.from_body(env["kube"].body), status=status, settings=OperatorSettings.from_env(),
                         kube=env["kube"])
     await env["target"].delete(ctx)
     assert fake.calls("t1")[0]["cancelledAt"] is not None and fake.calls("t1")[0]["id"] == started

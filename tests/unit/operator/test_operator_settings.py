@@ -50,3 +50,22 @@ def test_every_variable_parses():
 def test_bad_values_name_the_variable(var, value):
     with pytest.raises(SettingsError, match=var):
         OperatorSettings.from_env({var: value})
+
+
+def test_modal_knobs_are_typed_settings():
+    s = OperatorSettings.from_env({"NSM_OPERATOR_MODAL_BRIDGE": "pkg.mod:make",
+                                   "NSM_OPERATOR_MODAL_LAUNCH_GRACE_SECONDS": "3"})  # fmt: skip
+    assert (s.modal_bridge, s.modal_launch_grace_seconds) == ("pkg.mod:make", 3.0)
+    assert (OperatorSettings().modal_bridge, OperatorSettings().modal_launch_grace_seconds) == ("", 120.0)
+    with pytest.raises(SettingsError, match="NSM_OPERATOR_MODAL_LAUNCH_GRACE_SECONDS"):
+        OperatorSettings.from_env({"NSM_OPERATOR_MODAL_LAUNCH_GRACE_SECONDS": "soon"})
+
+
+def test_every_field_is_documented():
+    """docs/operator.md lists the variable of every settings field."""
+    import dataclasses
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs/operator.md").read_text()
+    for f in dataclasses.fields(OperatorSettings):
+        assert f"`NSM_OPERATOR_{f.name.upper()}`" in doc, f.name

@@ -7,9 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nsm.train.checkpoint import HISTORY
+from nsm.contract import CURVES_FILE, HISTORY_FILE
 
-CURVES = "curves.png"
 
 
 def _series(history: list[dict[str, Any]], key: str) -> list[float]:
@@ -25,7 +24,7 @@ def write_curves(run_dir: str | Path, output: str | Path | None = None) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     run_dir = Path(run_dir)
-    history_path = run_dir / HISTORY
+    history_path = run_dir / HISTORY_FILE
     if not history_path.exists():
         raise FileNotFoundError(f"{history_path} not found (is {run_dir} a run directory?)")
     history = json.loads(history_path.read_text())
@@ -64,7 +63,7 @@ def write_curves(run_dir: str | Path, output: str | Path | None = None) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.suptitle(f"{run_dir.name}: {len(history)} epochs")
-    path = Path(output) if output is not None else run_dir / CURVES
+    path = Path(output) if output is not None else run_dir / CURVES_FILE
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -1,12 +1,16 @@
-"""Modal credentials (a Kubernetes Secret) and the bridge implementation they open.
+"""The Modal target's credentials (a Kubernetes Secret) and the bridge implementation they open.
+
+The operator never touches Modal's SDK: it talks to a :class:`nsm.modal.types.ModalBridge`
+(``SDKBridge`` in production, a fake in the e2e tier).
+
 
 * ``NSM_OPERATOR_MODAL_SECRET`` names the Secret: ``name`` (looked up in the training's
   namespace) or ``namespace/name``. It must hold ``MODAL_TOKEN_ID`` and ``MODAL_TOKEN_SECRET``.
   The values are read with the operator's Kubernetes client, passed to the bridge and nowhere
-  else: never logged, never in status or events (:class:`~nsm.modal.bridge.Credentials` has no
+  else: never logged, never in status or events (:class:`~nsm.modal.types.Credentials` has no
   readable ``repr``).
 * ``NSM_OPERATOR_MODAL_BRIDGE=module:factory`` chooses the bridge; ``factory(credentials,
-  settings)`` returns a :class:`~nsm.modal.bridge.ModalBridge`. Default:
+  settings)`` returns a :class:`~nsm.modal.types.ModalBridge`. Default:
   :func:`default_bridge` (Modal's SDK). The e2e tier uses ``tests.fakes.modal_bridge:from_env``.
 """
 
@@ -15,11 +19,13 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nsm.modal.bridge import BridgeError, Credentials, ModalBridge, SDKBridge
+from nsm.modal.bridge import SDKBridge
+from nsm.modal.types import BridgeError, Credentials, ModalBridge
+
+from nsm_operator.settings import OperatorSettings
 
 BRIDGE_ENV = "NSM_OPERATOR_MODAL_BRIDGE"
 TOKEN_ID_KEY, TOKEN_SECRET_KEY = "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"
@@ -34,10 +40,9 @@ def default_bridge(credentials: Credentials, settings: Any) -> ModalBridge:
     return SDKBridge(credentials, modal_retries=False, auto_deploy=False)
 
 
-def bridge_factory(settings: Any, environ: Mapping[str, str] | None = None) -> BridgeFactory:
-    """The factory named by ``settings.modal_bridge`` or ``$NSM_OPERATOR_MODAL_BRIDGE``."""
-    env = os.environ if environ is None else environ
-    spec = (getattr(settings, "modal_bridge", None) or env.get(BRIDGE_ENV) or "").strip()
+def bridge_factory(settings: OperatorSettings) -> BridgeFactory:
+    """The factory named by ``settings.modal_bridge`` (``$NSM_OPERATOR_MODAL_BRIDGE``)."""
+    spec = settings.modal_bridge.strip()
     if not spec:
         return default_bridge
     module_name, sep, attr = spec.partition(":")
@@ -50,9 +55,9 @@ def bridge_factory(settings: Any, environ: Mapping[str, str] | None = None) -> B
     return factory  # type: ignore[no-any-return]
 
 
-def secret_ref(settings: Any, training_namespace: str) -> tuple[str, str]:
+def secret_ref(settings: OperatorSettings, training_namespace: str) -> tuple[str, str]:
     """(namespace, name) of the credentials Secret."""
-    ref = str(getattr(settings, "modal_secret", "") or "modal-credentials")
+    ref = settings.modal_secret or "modal-credentials"
     namespace, sep, name = ref.partition("/")
     return (namespace, name) if sep else (training_namespace, ref)
 
@@ -86,7 +91,7 @@ class BridgeCache:
     def __init__(self) -> None:
         self._bridges: dict[tuple[str, str, str], ModalBridge] = {}
 
-    def get(self, settings: Any, secret: Mapping[str, Any] | None, namespace: str, name: str) -> ModalBridge:
+    def get(self, settings: OperatorSettings, secret: Mapping[str, Any] | None, namespace: str, name: str) -> ModalBridge:
         credentials = credentials_from_secret(secret, namespace, name)
         version = str(((secret or {}).get("metadata") or {}).get("resourceVersion") or "")
         key = (namespace, name, version)

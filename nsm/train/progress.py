@@ -11,54 +11,17 @@ and failures are logged as warnings and otherwise ignored.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import threading
 from typing import Any
 
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
-from nsm.train.jsonsafe import json_safe
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 5.0
 MERGE_PATCH = "application/merge-patch+json"
-
-
-def rfc3339(timestamp: float | None = None) -> str:
-    when = dt.datetime.now(dt.timezone.utc) if timestamp is None else dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def status_body(row: dict[str, Any], epochs: int, best_val_loss: float,
-                checkpoint: dict[str, Any] | None) -> dict[str, Any]:
-    """The merge patch for one epoch (``row`` is a ``history.json`` row)."""
-    progress = {
-        "epoch": row["epoch"],
-        "epochs": epochs,
-        "trainLoss": row["train_loss"],
-        "valLoss": row["val_loss"],
-        "bestValLoss": best_val_loss,
-        "valAccuracy": row["val_accuracy"],
-        "classAccuracy": {str(c): a for c, a in enumerate(row["val_per_class_accuracy"])},
-        "samplesPerSecond": row["samples_per_second"],
-        "updatedAt": rfc3339(),
-    }
-    status: dict[str, Any] = {"progress": progress}
-    if checkpoint is not None:
-        status["lastCheckpoint"] = checkpoint
-    # NaN/inf (a class without validation samples) are not JSON; the API server would reject them.
-    return json_safe({"status": status})
-
-
-# results.json keys too bulky or redundant for status.result (results.json keeps everything).
-RESULT_OMIT = frozenset({"config", "dataset", "baselines"})
-
-
-def result_body(results: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch that puts the ``results.json`` summary into ``status.result``."""
-    return json_safe({"status": {"result": {k: v for k, v in results.items() if k not in RESULT_OMIT}}})
 
 
 class ProgressReporter:

@@ -2,7 +2,7 @@
 
 On Kubernetes the trainer patches ``status.progress`` itself; a Modal container has no way into
 the cluster, so the operator copies the newest ``history.json`` row at each poll, in the same
-shape (``nsm.train.reporter.status_body``).
+shape (:func:`nsm.contract.status_body`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nsm.contract import LAST_CHECKPOINT, json_safe, result_summary, status_body
 from nsm.spec import NSMTrainingSpec
-from nsm.train.reporter import status_body
 
-# results.json keys too bulky or redundant for status.result (the Volume keeps the whole file).
-_RESULT_OMIT = frozenset({"config", "dataset", "baselines"})
+__all__ = ["checkpoint_path", "progress_fields", "result_summary"]
 
 
 def checkpoint_path(spec: NSMTrainingSpec, name: str) -> str:
-    return f"modal://{spec.modal.volume}/{name}/last.pt"
+    return f"modal://{spec.modal.volume}/{name}/{LAST_CHECKPOINT}"
 
 
 def progress_fields(
@@ -40,20 +39,4 @@ def progress_fields(
         return {}  # a row from an older trainer; the next one may do
     status = body["status"]
     status["lastCheckpoint"]["time"] = status["progress"]["updatedAt"]
-    return _json_safe(status)
-
-
-def result_summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    """``results.json`` for ``status.result``, without the bulky keys."""
-    return _json_safe({k: v for k, v in result.items() if k not in _RESULT_OMIT})
-
-
-def _json_safe(obj: Any) -> Any:
-    # NaN/inf are not JSON; the API server would reject the patch.
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
+    return json_safe(status)  # type: ignore[no-any-return]

@@ -2,7 +2,8 @@ import re
 import subprocess
 import sys
 
-from nsm.train.reporter import ProgressReporter, result_body, status_body
+from nsm.contract import result_body, status_body
+from nsm.train.progress import ProgressReporter
 
 ROW = {
     "epoch": 4, "train_loss": 0.5, "val_loss": 0.6, "val_accuracy": 0.75,
@@ -91,5 +92,5 @@ def test_unsent_patches_merge_and_nan_becomes_null():
 
 def test_reporter_module_does_not_import_torch():
     # The operator imports status_body; it must stay light.
-    code = "import sys, nsm.train.reporter; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, nsm.train.progress; assert 'torch' not in sys.modules, 'torch imported'"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

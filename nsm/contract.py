@@ -1,0 +1,169 @@
+"""The contract between the trainer, the Modal Function and the operator, in one torch-free module.
+
+Everything two of those parts must agree on lives here and nowhere else:
+
+* the exit codes of ``nsm train``, their failure reasons and whether a retry can help
+  (:class:`ExitCode`, :func:`reason_of`, :func:`is_retryable`, :data:`NON_RETRYABLE_EXIT_CODES`);
+* the file names in a run directory (``last.pt``, ``history.json`` … and the Modal fence files);
+* the shapes of the ``status.progress`` / ``status.result`` documents built from those files
+  (:func:`status_body`, :func:`result_body`);
+* JSON safety (no NaN/Infinity) and RFC 3339 time helpers.
+
+It imports nothing but the standard library, so the operator can import it (``nsm_operator`` may
+import only :mod:`nsm.spec` and this module from :mod:`nsm`, see ``.importlinter``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from enum import IntEnum
+from typing import Any
+
+# --- exit codes ---------------------------------------------------------------------------------
+
+
+class ExitCode(IntEnum):
+    """Exit codes of ``nsm train``; the Job's podFailurePolicy and the Modal runner read them."""
+
+    OK = 0
+    ERROR = 1  # anything unexpected: retryable
+    INVALID_SPEC = 2  # the spec cannot train: a retry gives the same answer
+    DIVERGED = 3  # NaN/inf loss: a retry from the same checkpoint diverges again
+    INTERRUPTED = 130  # 128 + SIGINT (Ctrl-C at a terminal): resume with --resume auto
+    PREEMPTED = 143  # 128 + SIGTERM after writing a checkpoint: retryable, resumes from last.pt
+
+
+# Failure reason (``status.failureReason``) and retryability per exit code; codes not listed
+# (1, signals, OOM kills …) are retryable with the platform's own reason.
+_EXIT_REASONS: Mapping[int, tuple[str, bool]] = {
+    ExitCode.INVALID_SPEC: ("InvalidSpec", False),
+    ExitCode.DIVERGED: ("Diverged", False),
+    ExitCode.INTERRUPTED: ("Interrupted", True),
+    ExitCode.PREEMPTED: ("Preempted", True),
+}
+
+NON_RETRYABLE_EXIT_CODES: tuple[int, ...] = tuple(
+    int(code) for code, (_, retryable) in _EXIT_REASONS.items() if not retryable
+)
+"""Exit codes no retry can fix (the Job's podFailurePolicy fails the Job on them)."""
+
+
+def is_retryable(exit_code: int | None) -> bool:
+    """Whether another attempt may succeed after ``exit_code`` (None: unknown, so yes)."""
+    return exit_code not in NON_RETRYABLE_EXIT_CODES
+
+
+def reason_of(exit_code: int | None) -> str | None:
+    """The failure reason named by ``exit_code`` (``"InvalidSpec"`` …), or None."""
+    entry = _EXIT_REASONS.get(exit_code) if exit_code is not None else None
+    return entry[0] if entry else None
+
+
+def exit_code_of(reason: str | None) -> int | None:
+    """The exit code that means failure ``reason`` (inverse of :func:`reason_of`), or None."""
+    for code, (name, _) in _EXIT_REASONS.items():
+        if name == reason:
+            return int(code)
+    return None
+
+
+# --- run directory ------------------------------------------------------------------------------
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+HISTORY_FILE = "history.json"  # one row per epoch (the shape status_body reads)
+RESULTS_FILE = "results.json"  # the final summary (the shape result_body reads)
+CURVES_FILE = "curves.png"
+EPOCH_CHECKPOINT_PATTERN = r"^epoch-(\d{4,})\.pt$"
+FENCE_FILE = "fence.json"  # Modal: {"attempt", "token"} of the newest launch
+CALLS_DIR = "calls"  # Modal: calls/a<attempt>.json, the start record of each call
+WATCHED_FILES = (LAST_CHECKPOINT, BEST_CHECKPOINT, HISTORY_FILE, RESULTS_FILE)
+
+
+def epoch_checkpoint(epoch: int) -> str:
+    return f"epoch-{epoch:04d}.pt"
+
+
+def call_record(attempt: int) -> str:
+    """The start record of attempt ``attempt``'s Modal call, relative to the run directory."""
+    return f"{CALLS_DIR}/a{attempt}.json"
+
+
+# --- JSON and time ------------------------------------------------------------------------------
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats replaced by None: JSON has neither, and kubectl and the API
+    server reject documents that contain them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: datetime | float | None = None) -> str:
+    """RFC 3339 in UTC with second precision, as Kubernetes writes times; ``ts`` is a datetime,
+    a POSIX timestamp, or None for now."""
+    if ts is None:
+        ts = now_utc()
+    elif not isinstance(ts, datetime):
+        ts = datetime.fromtimestamp(ts, timezone.utc)
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A datetime from an RFC 3339 string, a POSIX timestamp or a datetime (naive = UTC); None
+    for anything else."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, timezone.utc)
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# --- status documents ---------------------------------------------------------------------------
+
+# results.json keys too bulky or redundant for status.result (results.json keeps everything).
+RESULT_OMIT = frozenset({"config", "dataset", "baselines"})
+
+
+def status_body(row: Mapping[str, Any], epochs: int, best_val_loss: float,
+                checkpoint: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The merge patch of ``status.progress`` (and ``lastCheckpoint``) for one ``history.json`` row."""
+    progress = {
+        "epoch": row["epoch"],
+        "epochs": epochs,
+        "trainLoss": row["train_loss"],
+        "valLoss": row["val_loss"],
+        "bestValLoss": best_val_loss,
+        "valAccuracy": row["val_accuracy"],
+        "classAccuracy": {str(c): a for c, a in enumerate(row["val_per_class_accuracy"])},
+        "samplesPerSecond": row["samples_per_second"],
+        "updatedAt": iso(),
+    }
+    status: dict[str, Any] = {"progress": progress}
+    if checkpoint is not None:
+        status["lastCheckpoint"] = dict(checkpoint)
+    # NaN/inf (a class without validation samples) are not JSON; the API server would reject them.
+    return json_safe({"status": status})  # type: ignore[no-any-return]
+
+
+def result_summary(results: Mapping[str, Any]) -> dict[str, Any]:
+    """``results.json`` for ``status.result``, without the bulky keys."""
+    return json_safe({k: v for k, v in results.items() if k not in RESULT_OMIT})  # type: ignore[no-any-return]
+
+
+def result_body(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that puts the ``results.json`` summary into ``status.result``."""
+    return {"status": {"result": result_summary(results)}}
