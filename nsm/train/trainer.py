@@ -137,10 +137,11 @@ class Trainer:
 
             self.dataset = load_dataset(spec.domain.value, spec.dataset_params(), seed=spec.seed,
                                         cache_dir=self.options.data_cache)
-        from nsm.data import BatchedGraphDataset, split_indices
+        from nsm.data import BatchedGraphDataset, split_dataset
 
         store = self.dataset.store
-        self.splits = dict(zip(("train", "val", "test"), split_indices(store.y, seed=spec.seed)))
+        # Matched pairs (and kg's (rule, head) groups) never straddle a split.
+        self.splits = dict(zip(("train", "val", "test"), split_dataset(self.dataset, seed=spec.seed)))
         self.loaders = {}
         for split, idx in self.splits.items():
             ds = BatchedGraphDataset(store, idx)

@@ -39,6 +39,15 @@ def test_explicit_values_win_over_domain_defaults():
     assert spec.dataset_params() == {"num_entities": 50, "num_triples": 2500}
 
 
+def test_dataset_tier_is_validated_and_reaches_the_generator_params():
+    assert parse_spec({"domain": "causal"}).dataset.tier.value == "standard"
+    deep = parse_spec({"domain": "planning", "dataset": {"tier": "deep"}})
+    assert deep.dataset_params() == {"num_problems": 2858, "tier": "deep"}
+    assert deep.to_wire()["dataset"]["tier"] == "deep"
+    with pytest.raises(SpecError, match=r"spec\.dataset\.tier"):
+        parse_spec({"domain": "kg", "dataset": {"tier": "deeper"}})
+
+
 def test_design_defaults():
     spec = parse_spec({"domain": "causal"})
     assert (spec.epochs, spec.batch_size, spec.learning_rate, spec.seed) == (100, 64, 1e-4, 42)
