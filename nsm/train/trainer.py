@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nsm.spec import NSMTraining, SpecError
+from nsm.spec import NSMTraining
 from nsm.train import checkpoint as ckpt
 from nsm.train.device import amp_policy, configure_tf32, device_label, device_name, resolve_device
 from nsm.train.errors import TrainingDiverged
@@ -129,7 +129,9 @@ class Trainer:
     def _setup(self) -> None:
         spec = self.spec
         self.device = resolve_device(self.options.device)
-        self.amp = amp_policy(spec, self.device)  # SpecError for fp16 on CPU
+        self.amp = amp_policy(spec, self.device)
+        if self.amp.note:
+            self.log(self.amp.note)
         configure_tf32(spec.optimization.tf32)
         seed_everything(spec.seed)
         if self.dataset is None:
@@ -323,7 +325,6 @@ class Trainer:
         """Train to the end (or early stop); write ``results.json``; return its content.
 
         Raises:
-            SpecError: the spec cannot run here (fp16 AMP on CPU).
             TrainingDiverged: a loss became NaN/inf (``results.json`` says ``diverged``).
         """
         started = time.perf_counter()
