@@ -195,7 +195,11 @@ def baseline_job(job: dict[str, Any]) -> dict[str, Any]:
     return run_baselines(ds, train, test, walk_depth=max(WALK_DEPTHS))
 
 
-def _execute(job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _execute(item: tuple[dict[str, Any], Path]) -> tuple[dict[str, Any], dict[str, Any]]:
+    job, work = item
+    cached = work / f"{run_key(job)}.json"
+    if cached.exists():  # finished meanwhile by another invocation sharing the work dir
+        return job, json.loads(cached.read_text())["result"]
     start = time.perf_counter()
     out = baseline_job(job) if job["model"] == "baselines" else train_job(job)
     out["job_seconds"] = time.perf_counter() - start
@@ -216,10 +220,10 @@ def run_all(jobs: list[dict[str, Any]], work: Path, parallel: int) -> dict[str, 
 
     if parallel <= 1:
         for job in todo:
-            save(*_execute(job))
+            save(*_execute((job, work)))
     else:
         with mp.get_context("spawn").Pool(parallel, maxtasksperchild=1) as pool:
-            for job, out in pool.imap_unordered(_execute, todo):
+            for job, out in pool.imap_unordered(_execute, [(job, work) for job in todo]):
                 save(job, out)
     return {run_key(j): json.loads((work / f"{run_key(j)}.json").read_text())["result"] for j in jobs}
 
@@ -236,12 +240,13 @@ def defaults_jobs(seeds: list[int], threads: int = 1) -> list[dict[str, Any]]:
 
 
 def ablation_jobs(seeds: list[int]) -> list[dict[str, Any]]:
+    """Seed-major order: an interrupted benchmark has whole seeds done (render with fewer ``--seeds``)."""
     jobs = []
-    for d in DOMAINS:
-        for tier in TIERS:
-            base = {"dataset": {**ABLATION["sizes"][d], "tier": tier}, "epochs": ABLATION["epochs"],
-                    "batchSize": ABLATION["batchSize"], "earlyStopping": {"patience": ABLATION["patience"]}}
-            for s in seeds:
+    for s in seeds:
+        for d in DOMAINS:
+            for tier in TIERS:
+                base = {"dataset": {**ABLATION["sizes"][d], "tier": tier}, "epochs": ABLATION["epochs"],
+                        "batchSize": ABLATION["batchSize"], "earlyStopping": {"patience": ABLATION["patience"]}}
                 for model in (*MODELS, "baselines"):
                     spec = {**base, "cycleWeight": 0.0} if model == "nsm_no_cycle" else base
                     jobs.append({"section": "ablation", "domain": d, "tier": tier, "model": model, "seed": s,
