@@ -206,10 +206,15 @@ def _execute(item: tuple[dict[str, Any], Path]) -> tuple[dict[str, Any], dict[st
     return job, out
 
 
-def run_all(jobs: list[dict[str, Any]], work: Path, parallel: int) -> dict[str, dict[str, Any]]:
-    """Run every job not cached in ``work``; returns ``{run_key: result}`` for all of them."""
+def run_all(jobs: list[dict[str, Any]], work: Path, parallel: int, reverse: bool = False) -> dict[str, dict[str, Any]]:
+    """Run every job not cached in ``work``; returns ``{run_key: result}`` for all of them.
+
+    ``reverse`` takes the jobs from the end, so a second invocation sharing ``work`` (another
+    machine, or a second process) meets the first in the middle instead of duplicating it.
+    """
     work.mkdir(parents=True, exist_ok=True)
     todo = [j for j in jobs if not (work / f"{run_key(j)}.json").exists()]
+    todo = todo[::-1] if reverse else todo
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} cached, {len(todo)} to do", flush=True)
 
     def save(job: dict[str, Any], out: dict[str, Any]) -> None:
@@ -372,10 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", type=Path, default=Path(os.environ.get("NSM_BENCH_DIR", ".bench/learnability")),
                    help="cache of finished runs (resumable)")
     p.add_argument("--output", type=Path, help="write the markdown here (default: print it)")
+    p.add_argument("--reverse", action="store_true", help="run the missing jobs last-first (see run_all)")
     args = p.parse_args(argv)
     sections = {"defaults": defaults_jobs(args.seeds), "ablation": ablation_jobs(args.seeds), "speed": speed_jobs()}
     chosen = {name: sections[name] for name in args.sections}
-    res = run_all([j for jobs in chosen.values() for j in jobs], args.work_dir, args.jobs)
+    res = run_all([j for jobs in chosen.values() for j in jobs], args.work_dir, args.jobs, args.reverse)
     import nsm
 
     lines = ["# Results", "",
