@@ -387,7 +387,12 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Results", "",
              f"Produced by `python bench/learnability.py {' '.join(sys.argv[1:] if argv is None else argv)}` "
              f"(nsm {nsm.__version__}, torch {torch.__version__}, Python {platform.python_version()}, "
-             f"{os.cpu_count()} CPUs). Do not edit by hand: rerun the command.", ""]
+             f"{os.cpu_count()} CPUs). Do not edit by hand: rerun the command. Finished runs are cached "
+             "in `--work-dir` by configuration, so the command resumes and re-renders.", "",
+             "The standard tier's labels are bounded-depth typed reachability, which the typed-walk "
+             "counter solves at the rule's depth; the deep tier tests on larger graphs with longer "
+             "paths than training (docs/datasets.md, \"Tiers\"), where a fixed-depth reader falls to "
+             "chance. Nothing here is required to favour the NSM.", ""]
     if "defaults" in chosen:
         lines += render_defaults(chosen["defaults"], res)
     if "speed" in chosen:
