@@ -373,13 +373,15 @@ def main(argv: list[str] | None = None) -> int:
                    default=["defaults", "ablation"],
                    help="speed (2 threads, seed 0) only means something on an otherwise idle machine")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--ablation-seeds", nargs="+", type=int, help="seeds of the ablation section (default: --seeds)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (1 thread each)")
     p.add_argument("--work-dir", type=Path, default=Path(os.environ.get("NSM_BENCH_DIR", ".bench/learnability")),
                    help="cache of finished runs (resumable)")
     p.add_argument("--output", type=Path, help="write the markdown here (default: print it)")
     p.add_argument("--reverse", action="store_true", help="run the missing jobs last-first (see run_all)")
     args = p.parse_args(argv)
-    sections = {"defaults": defaults_jobs(args.seeds), "ablation": ablation_jobs(args.seeds), "speed": speed_jobs()}
+    ablation_seeds = args.ablation_seeds or args.seeds
+    sections = {"defaults": defaults_jobs(args.seeds), "ablation": ablation_jobs(ablation_seeds), "speed": speed_jobs()}
     chosen = {name: sections[name] for name in args.sections}
     res = run_all([j for jobs in chosen.values() for j in jobs], args.work_dir, args.jobs, args.reverse)
     import nsm
@@ -398,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     if "speed" in chosen:
         lines += render_speed(chosen["speed"], res)
     if "ablation" in chosen:
-        lines += render_ablation(chosen["ablation"], res, args.seeds)
+        lines += render_ablation(chosen["ablation"], res, ablation_seeds)
     text = "\n".join(lines)
     if args.output:
         args.output.write_text(text)
