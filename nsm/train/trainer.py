@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from nsm.contract import HISTORY_FILE, RESULTS_FILE, result_body, status_body
 from nsm.contract import iso as rfc3339
-from nsm.spec import NSMTraining, SpecError
+from nsm.spec import NSMTraining
 from nsm.train import checkpoint as ckpt
 from nsm.train.device import amp_policy, configure_tf32, device_label, device_name, resolve_device
 from nsm.train.errors import TrainingDiverged, TrainingPreempted
@@ -135,7 +135,9 @@ class Trainer:
     def _setup(self) -> None:
         spec = self.spec
         self.device = resolve_device(self.options.device)
-        self.amp = amp_policy(spec, self.device)  # SpecError for fp16 on CPU
+        self.amp = amp_policy(spec, self.device)
+        if self.amp.note:
+            self.log(self.amp.note)
         configure_tf32(spec.optimization.tf32)
         seed_everything(spec.seed)
         if self.dataset is None:
@@ -143,10 +145,11 @@ class Trainer:
 
             self.dataset = load_dataset(spec.domain.value, spec.dataset_params(), seed=spec.seed,
                                         cache_dir=self.options.data_cache)
-        from nsm.data import BatchedGraphDataset, split_indices
+        from nsm.data import BatchedGraphDataset, split_dataset
 
         store = self.dataset.store
-        self.splits = dict(zip(("train", "val", "test"), split_indices(store.y, seed=spec.seed)))
+        # Matched pairs (and kg's (rule, head) groups) never straddle a split.
+        self.splits = dict(zip(("train", "val", "test"), split_dataset(self.dataset, seed=spec.seed)))
         self.loaders = {}
         for split, idx in self.splits.items():
             ds = BatchedGraphDataset(store, idx)
@@ -351,7 +354,6 @@ class Trainer:
         """Train to the end (or early stop); write ``results.json``; return its content.
 
         Raises:
-            SpecError: the spec cannot run here (fp16 AMP on CPU).
             TrainingDiverged: a loss became NaN/inf (``results.json`` says ``diverged``).
         """
         with PreemptionGuard() as self.preemption:
