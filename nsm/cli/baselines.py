@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domain", dest="domains", action="append", choices=DOMAIN_NAMES,
                    help="only this domain (repeatable; default: all three)")
-    p.add_argument("--tier", choices=("standard", "deep"), default="standard")
+    p.add_argument("--tier", choices=("standard", "deep"), default="standard",
+                   help="standard: bounded-depth rules; deep: longer paths and larger test graphs than training")
     p.add_argument("--validation-sizes", action="store_true",
                    help="use the small nsm validate sizes instead of the production defaults")
     p.add_argument("--seed", type=int, default=42, help="seed of data generation and splits (default: %(default)s)")
