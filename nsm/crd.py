@@ -38,7 +38,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 PHASES = ["Pending", "Queued", "Running", "Retrying", "Succeeded", "Failed", "Suspended"]
-CONDITION_TYPES = ["Created", "Running", "Retrying", "Succeeded", "Failed", "Suspended"]
+CONDITION_TYPES = ["Created", "Running", "Retrying", "Succeeded", "Failed", "Suspended", "Waiting"]
 
 
 def _s(type_: str, description: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -83,6 +83,12 @@ STATUS_SCHEMA: dict[str, Any] = _s(
         "attemptStartTime": _ts("When the current attempt started."),
         "nextAttemptAt": _ts("When the next attempt starts (phase Retrying)."),
         "failureReason": _s("string", "Machine-readable reason of the last failure.", nullable=True),
+        "reason": _s(
+            "string",
+            "What the current attempt waits for (Unschedulable, ImagePullBackOff, CreateContainerConfigError, "
+            "UnboundPersistentVolumeClaim, PreviousAttemptTerminating, StartupTimeout …); null when it doesn't.",
+            nullable=True,
+        ),
         "message": _s("string", "Human-readable state.", nullable=True),
         "observedGeneration": _s("integer", "metadata.generation the operator last acted on."),
         "lastCheckpoint": _s(

@@ -225,6 +225,11 @@ class NSMTrainingSpec(_Model):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     timeout_seconds: int = Field(7200, ge=1, le=30 * 86_400, description="Wall-clock limit of one attempt.")
+    startup_timeout_seconds: int = Field(
+        900, ge=1, le=7 * 86_400,
+        description="How long an attempt's pod may wait to start (scheduling, image pull, volumes); a stuck "
+        "attempt then ends with the reason it waited for (status.reason).",
+    )  # fmt: skip
     image: str | None = Field(None, description="Trainer image; the operator's default if null.")
     suspend: bool = Field(False, description="Stop the active attempt and keep its checkpoint.")
     queue_name: str | None = Field(None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name).")
