@@ -104,45 +104,44 @@ async def test_unschedulable_timeout_retries_only_after_the_old_pod_is_gone(k8s,
     assert st["attempts"] == 2 and st["activeJob"] == "rt-a2"
 
 
-async def test_lost_job_event_heals_by_resync(k8s, api, monkeypatch):
-    # One try per event, then the resync (every second here; minutes by default) takes over.
+async def job_ends_during_outage(k8s, api, monkeypatch, name: str, resync_seconds: int) -> tuple[str, dict]:
+    """The API server refuses the training's status writes while its Job ends (so the Job event is
+    spent after one try), then recovers; returns the phase during the outage and the status once
+    it is Succeeded (or after 8 s)."""
     monkeypatch.setenv("NSM_OPERATOR_EVENT_RETRIES", "1")
-    monkeypatch.setenv("NSM_OPERATOR_RESYNC_SECONDS", "1")
+    monkeypatch.setenv("NSM_OPERATOR_RESYNC_SECONDS", str(resync_seconds))
     outage = Outage()
     # kmock applies a request before it answers with an injected error, so the training's reads
     # fail too (the operator reads it before it writes; a real API server would store nothing).
     k8s["fetch", TRAININGS, outage.on] << 503
     k8s["patch", TRAININGS, kmock_lib.subresource("status"), outage.on] << 503
     async with run_operator():
-        await api.create(training("heal"))
-        await eventually(lambda: phase_is(api, "heal", "Pending"))
-        outage.set()  # the API server refuses status writes ...
-        await set_job_status(api, "heal-a1", COMPLETE)  # ... while the Job ends: the event is spent
-        await asyncio.sleep(4)  # well past the event handler's one try and several resyncs
-        assert stored_status(k8s, "heal")["phase"] == "Pending"
+        await api.create(training(name))
+        await eventually(lambda: phase_is(api, name, "Pending"))
+        outage.set()
+        await asyncio.sleep(1.5)  # a reconcile that read the training before the outage writes Pending
+        await set_job_status(api, f"{name}-a1", COMPLETE)
+        await asyncio.sleep(4)  # well past the event handler's one try (and several resyncs)
+        during = stored_status(k8s, name)["phase"]
         outage.clear()
-        st = await eventually(lambda: phase_is(api, "heal", "Succeeded"), timeout=10)
-        assert st["attempts"] == 1
+        try:
+            after = await eventually(lambda: phase_is(api, name, "Succeeded"), timeout=8)
+        except AssertionError:
+            after = await status_of(api, name)
+    return during, after
+
+
+async def test_lost_job_event_heals_by_resync(k8s, api, monkeypatch):
+    # One try per event, then the resync (every second here; minutes by default) takes over.
+    during, after = await job_ends_during_outage(k8s, api, monkeypatch, "heal", resync_seconds=1)
+    assert during == "Pending"
+    assert after["phase"] == "Succeeded" and after["attempts"] == 1
 
 
 async def test_without_resync_a_lost_job_event_is_not_healed(k8s, api, monkeypatch):
     """The control for the test above: the same outage with the resync off stays Pending."""
-    monkeypatch.setenv("NSM_OPERATOR_EVENT_RETRIES", "1")
-    monkeypatch.setenv("NSM_OPERATOR_RESYNC_SECONDS", "0")
-    outage = Outage()
-    # kmock applies a request before it answers with an injected error, so the training's reads
-    # fail too (the operator reads it before it writes; a real API server would store nothing).
-    k8s["fetch", TRAININGS, outage.on] << 503
-    k8s["patch", TRAININGS, kmock_lib.subresource("status"), outage.on] << 503
-    async with run_operator():
-        await api.create(training("stuck"))
-        await eventually(lambda: phase_is(api, "stuck", "Pending"))
-        outage.set()
-        await set_job_status(api, "stuck-a1", COMPLETE)
-        await asyncio.sleep(2)
-        outage.clear()
-        await asyncio.sleep(3)
-        assert (await status_of(api, "stuck"))["phase"] == "Pending"
+    during, after = await job_ends_during_outage(k8s, api, monkeypatch, "stuck", resync_seconds=0)
+    assert during == "Pending" and after["phase"] == "Pending"
 
 
 class Outage:
