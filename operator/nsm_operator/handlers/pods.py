@@ -37,10 +37,13 @@ async def on_pod_event(ctx: OperatorContext, event: Mapping[str, Any], body: Map
         return  # gone
     status = cached.get("status") or {}
     if status.get("reason") == PREVIOUS_ATTEMPT:
-        # A new attempt waits for earlier pods: any of them ending may let it start.
+        # A new attempt waits for earlier pods: any of them ending may let it start. A live pod
+        # of the current attempt means its Job was just created: judge it once the status says so.
         gone = event.get("type") == "DELETED" or (body.get("status") or {}).get("phase") in _FINISHED
         if gone:
             await in_background(ctx, "pod", lambda: reconcile(ctx, namespace, owner))
+        elif attempt == str(status.get("attempts")) and not meta.get("deletionTimestamp"):
+            _later(ctx, namespace, owner, event, body)
         return
     if event.get("type") == "DELETED":
         return
