@@ -37,7 +37,8 @@ def test_op_unschedulable_gpu_product_says_why_and_is_retried_after_the_startup_
     assert st["phase"] == "Pending" and time.monotonic() - start < 30
     waiting = next(c for c in st["conditions"] if c["type"] == "Waiting")
     assert waiting["status"] == "True" and "nodes are available" in waiting["message"]  # the scheduler's own words
-    wait_for(lambda: _warnings(core_v1, nsmt.ns, "nogpu", "Unschedulable"), 30, "Warning event Unschedulable")
+    wait_for(lambda: _warnings(core_v1, nsmt.ns, "nogpu", "Unschedulable"), max(1.0, 30 - (time.monotonic() - start)),
+             "Warning event Unschedulable within 30 s of the apply")  # fmt: skip
 
     st = nsmt.wait_phase("nogpu", "Failed", timeout=90)
     assert st["failureReason"] == "Unschedulable" and st["attempts"] == 2 and st["retries"] == 1
