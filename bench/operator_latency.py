@@ -7,7 +7,9 @@ Uses the cluster at NSM_KUBECONFIG, else starts a local control plane with the e
 (`nsm-operator -n <bench namespace>`). Latency is measured from the client-side send time of each
 create to the moment this script's Job watch sees `<name>-a1` ADDED. The trainings set
 `queueName`, so their Jobs are created suspended (the Kueue convention; no Kueue here): the figure
-is the operator's own latency, not the scheduler's or kwok's. Peak RSS is the operator process's
+is the operator's own latency, not the scheduler's or kwok's. With ``--pods`` they don't: every
+Job gets a pod, and with no volume provisioner every pod stays Unschedulable on its unbound claim,
+so the operator's pod watch reports a waiting reason for each training during the burst. Peak RSS is the operator process's
 VmHWM from /proc. Prints figures; asserts nothing (goal: p99 <= 3 s, RSS <= 200 MB).
 """
 
@@ -90,7 +92,7 @@ def start_operator(cluster: Any, ns: str, log_path: Path) -> tuple[subprocess.Po
 
 
 def burst(custom: Any, batch: Any, ns: str, count: int, concurrency: int,
-          timeout: float) -> tuple[dict[str, float], dict[str, float], float, float]:
+          timeout: float, pods: bool = False) -> tuple[dict[str, float], dict[str, float], float, float]:
     """Create ``count`` trainings from ``concurrency`` threads; returns (sent, first Job seen,
     burst start, seconds spent sending), all on the monotonic clock."""
     from kubernetes import watch
@@ -101,13 +103,20 @@ def burst(custom: Any, batch: Any, ns: str, count: int, concurrency: int,
     done = threading.Event()
 
     def watch_jobs() -> None:
-        w = watch.Watch()
-        for event in w.stream(batch.list_namespaced_job, ns, timeout_seconds=int(timeout)):
-            name = event["object"].metadata.name
-            if event["type"] == "ADDED" and name.endswith("-a1"):
-                seen.setdefault(name[:-3], time.monotonic())
-                if len(seen) >= count:
-                    break
+        # A loaded API server may end a watch early: watch again (an ADDED replayed by the new
+        # list keeps its first time) until every Job was seen or the time is up.
+        deadline = time.monotonic() + timeout
+        while len(seen) < count and time.monotonic() < deadline:
+            w = watch.Watch()
+            try:
+                for event in w.stream(batch.list_namespaced_job, ns, timeout_seconds=int(deadline - time.monotonic()) + 1):
+                    name = event["object"].metadata.name
+                    if event["type"] == "ADDED" and name.endswith("-a1"):
+                        seen.setdefault(name[:-3], time.monotonic())
+                        if len(seen) >= count:
+                            break
+            except Exception as exc:  # noqa: BLE001 - report and watch again
+                print(f"job watch ended: {exc!r}", file=sys.stderr)
         done.set()
 
     watcher = threading.Thread(target=watch_jobs, daemon=True)
@@ -119,6 +128,8 @@ def burst(custom: Any, batch: Any, ns: str, count: int, concurrency: int,
                 "metadata": {"name": name, "namespace": ns},
                 "spec": {"domain": "causal", "epochs": 10, "queueName": "bench",
                          "resources": {"gpu": {"count": 0}, "cpu": "100m", "memory": "128Mi"}}}  # fmt: skip
+        if pods:
+            del body["spec"]["queueName"]
         sent[name] = time.monotonic()
         custom.create_namespaced_custom_object("nsm.dev", "v1alpha1", ns, "nsmtrainings", body)
 
@@ -158,6 +169,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16, help="client threads sending the creates")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--pods", action="store_true",
+                        help="no queueName: Jobs get pods (Unschedulable: no provisioner), the pod watch works")
     args = parser.parse_args()
 
     from kubernetes import client, config
@@ -177,7 +190,7 @@ def main() -> int:
         custom, batch = client.CustomObjectsApi(api_client), client.BatchV1Api(api_client)
         op, metrics = start_operator(cluster, ns, REPO / "test-logs" / "bench-operator.log")
         idle = (vm_hwm_mb(op.pid), cpu_seconds(op.pid))
-        sent, seen, start, send_seconds = burst(custom, batch, ns, args.count, args.concurrency, args.timeout)
+        sent, seen, start, send_seconds = burst(custom, batch, ns, args.count, args.concurrency, args.timeout, args.pods)
         report(args, op, metrics, idle, sent, seen, start, send_seconds)
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
         return 0

@@ -59,7 +59,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 PHASES = ["Pending", "Queued", "Running", "Retrying", "Succeeded", "Failed", "Suspended"]
-CONDITION_TYPES = ["Ready", "Created", "Running", "Retrying", "Succeeded", "Failed", "Suspended"]
+CONDITION_TYPES = ["Ready", "Created", "Running", "Retrying", "Succeeded", "Failed", "Suspended", "Waiting"]
 
 
 def _s(type_: str, description: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -87,7 +87,7 @@ STATUS_SCHEMA: dict[str, Any] = _s(
                 "object",
                 "One aspect of the training's state.",
                 properties={
-                    "type": _s("string", "Aspect: Created, Running, Retrying, Succeeded, Failed, Suspended, Ready (summary).",
+                    "type": _s("string", "Aspect: Created, Running, Retrying, Succeeded, Failed, Suspended, Waiting (why a pod has not started), Ready (summary).",
                                enum=CONDITION_TYPES),
                     "status": _s("string", "Whether the condition holds.", enum=["True", "False", "Unknown"]),
                     "reason": _s("string", "Machine-readable CamelCase reason of the last transition."),
@@ -111,6 +111,12 @@ STATUS_SCHEMA: dict[str, Any] = _s(
         "attemptStartTime": _ts("When the current attempt started."),
         "nextAttemptAt": _ts("When the next attempt starts (phase Retrying)."),
         "failureReason": _s("string", "Machine-readable reason of the last failure.", nullable=True),
+        "reason": _s(
+            "string",
+            "What the current attempt waits for (Unschedulable, ImagePullBackOff, CreateContainerConfigError, "
+            "UnboundPersistentVolumeClaim, PreviousAttemptTerminating, StartupTimeout …); null when it doesn't.",
+            nullable=True,
+        ),
         "message": _s("string", "Human-readable state.", nullable=True),
         "observedGeneration": _s("integer", "metadata.generation the operator last acted on."),
         "lastCheckpoint": _s(

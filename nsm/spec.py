@@ -280,6 +280,11 @@ class NSMTrainingSpec(_Model):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPU, CPU and memory of one attempt.")
     retry: RetrySpec = Field(default_factory=RetrySpec, description="Retries of failed attempts, with backoff.")
     timeout_seconds: int = Field(7200, ge=1, le=30 * 86_400, description="Wall-clock limit of one attempt.")
+    startup_timeout_seconds: int = Field(
+        900, ge=1, le=7 * 86_400,
+        description="How long an attempt's pod may wait to start (scheduling, image pull, volumes); a stuck "
+        "attempt then ends with the reason it waited for (status.reason).",
+    )  # fmt: skip
     termination_grace_period_seconds: int = Field(
         60, ge=1, le=3600,
         description="Seconds between SIGTERM and SIGKILL of the trainer pod: enough to finish the step "

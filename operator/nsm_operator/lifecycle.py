@@ -138,8 +138,17 @@ class _Builder:
         return self.res
 
 
+def _not_waiting(b: _Builder, reason: str) -> None:
+    """The attempt waits no more: clear ``status.reason`` and the Waiting condition (if any)."""
+    if b.old.get("reason"):
+        b.set(reason=None)
+    if any(c.get("type") == "Waiting" for c in b.conditions):
+        b.cond("Waiting", False, reason, "")
+
+
 def _start(b: _Builder, attempt: int, message: str) -> Action:
     b.set(attempts=attempt, activeJob=None, nextAttemptAt=None, attemptStartTime=None)
+    _not_waiting(b, "AttemptCreated")
     b.phase(PENDING, message, "AttemptStarted", reason="AttemptCreated")
     b.cond("Created", True, "AttemptCreated", f"attempt {attempt} created")
     b.cond("Retrying", False, "AttemptCreated", "")
@@ -215,6 +224,7 @@ def _in_flight(b: _Builder, obs: Observation, attempt: int) -> Action:
         b.set(attemptStartTime=b.old.get("attemptStartTime") or iso(started))
         if not b.old.get("startTime"):
             b.set(startTime=iso(started))
+        _not_waiting(b, "AttemptRunning")
         b.phase(RUNNING, f"attempt {attempt} running", "Running", reason="AttemptRunning")
         b.cond("Running", True, "AttemptRunning", f"attempt {attempt} running")
     return Action()

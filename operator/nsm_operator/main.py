@@ -13,8 +13,8 @@ import kopf
 
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
-from nsm_operator.builders.names import LABEL_NAME, TRAINER_APP
-from nsm_operator.handlers import jobs, training
+from nsm_operator.builders.names import LABEL_NAME, LABEL_TRAINING, TRAINER_APP
+from nsm_operator.handlers import jobs, pods, resync, training
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.kube import Kube, connection_info
 from nsm_operator.metrics import OperatorMetrics
@@ -22,6 +22,7 @@ from nsm_operator.settings import OperatorSettings
 
 TRAININGS = (API_GROUP, API_VERSION, PLURAL)
 JOB_LABELS = {LABEL_NAME: TRAINER_APP}
+POD_LABELS = {LABEL_NAME: TRAINER_APP, LABEL_TRAINING: kopf.PRESENT}
 
 
 def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
@@ -34,6 +35,8 @@ def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> No
     settings.watching.client_timeout = cfg.watch_timeout_seconds + 30
     settings.networking.request_timeout = cfg.request_timeout_seconds
     settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_NAME}={TRAINER_APP}"
+    # Trainer pods only (why an attempt waits): the API server filters, not the operator.
+    settings.watching.label_selectors["v1", "pods"] = f"{LABEL_NAME}={TRAINER_APP},{LABEL_TRAINING}"
     # Our own transitions are posted explicitly (kopf.info/warn); handler chatter is not.
     settings.posting.level = logging.INFO
     settings.posting.loggers = False
@@ -58,6 +61,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     metrics = OperatorMetrics()
     metrics.serve(cfg.metrics_port)
     memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
+    memo.nsm.spawn(resync.resync_forever(memo.nsm))
     logger.info("nsm-operator started: namespaces=%s metrics port=%s", cfg.namespaces or "all", cfg.metrics_port)
 
 
@@ -97,3 +101,8 @@ async def training_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, 
 @kopf.on.event("batch", "v1", "jobs", labels=JOB_LABELS)
 async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await jobs.on_job_event(_ctx(memo), event, body)
+
+
+@kopf.on.event("v1", "pods", labels=POD_LABELS)
+async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await pods.on_pod_event(_ctx(memo), event, body)

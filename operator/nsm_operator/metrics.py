@@ -29,12 +29,14 @@ TRAINING_ATTEMPTS = "nsm_operator_training_attempts"
 TRAINING_COST_USD = "nsm_operator_training_cost_usd"
 TRAINING_PROGRESS_TIMESTAMP = "nsm_operator_training_progress_timestamp_seconds"
 TRAINING_PHASE = "nsm_operator_training_phase"
+TRAINING_WAITING = "nsm_operator_training_waiting"
+TRAININGS_WAITING = "nsm_operator_trainings_waiting"
 
 METRIC_NAMES = (
     TRAININGS, ATTEMPTS_TOTAL, RETRIES_TOTAL, FAILURES_TOTAL, RECONCILE_ERRORS_TOTAL,
     JOB_CREATION_SECONDS, TIME_TO_RUNNING_SECONDS, TRAINING_EPOCH, TRAINING_EPOCHS,
     TRAINING_BEST_VAL_LOSS, TRAINING_VAL_ACCURACY, TRAINING_MIN_CLASS_ACCURACY, TRAINING_ATTEMPTS,
-    TRAINING_COST_USD, TRAINING_PROGRESS_TIMESTAMP, TRAINING_PHASE,
+    TRAINING_COST_USD, TRAINING_PROGRESS_TIMESTAMP, TRAINING_PHASE, TRAINING_WAITING, TRAININGS_WAITING,
 )  # fmt: skip
 
 _TRAINING_LABELS = ("namespace", "name", "domain")
@@ -81,7 +83,11 @@ class OperatorMetrics:
         self.training_cost_usd = g(TRAINING_COST_USD, "Estimated cost in USD.")
         self.training_progress_timestamp = g(TRAINING_PROGRESS_TIMESTAMP, "Unix time of the last progress report.")
         self.training_phase = g(TRAINING_PHASE, "1 for the training's current phase.", ("phase",))
+        self.training_waiting = g(TRAINING_WAITING, "1 while the training's attempt waits, by status.reason.", ("reason",))
+        self.trainings_waiting = Gauge(TRAININGS_WAITING, "Pending NSMTrainings whose attempt waits, by status.reason.",
+                                       ["reason"], registry=r)  # fmt: skip
         self._phases: dict[tuple[str, str], str] = {}  # (namespace, name) -> phase
+        self._waiting: dict[tuple[str, str], str] = {}  # (namespace, name) -> status.reason
 
     def serve(self, port: int) -> None:
         """Start the /metrics HTTP endpoint in a background thread (port 0: don't serve)."""
@@ -112,6 +118,22 @@ class OperatorMetrics:
             self.training_phase.labels(*labels, phase).set(1)
             self.trainings.labels(phase).inc()
             self._phases[key] = phase
+        # Waiting: a reason while Pending (Retrying/Failed keep the reason but wait no more).
+        self._set_waiting(labels, status.get("reason") if phase == "Pending" else None)
+
+    def _set_waiting(self, labels: tuple[str, str, str], reason: str | None) -> None:
+        key = (labels[0], labels[1])
+        old = self._waiting.get(key)
+        if reason == old:
+            return
+        if old:
+            _remove(self.training_waiting, (*labels, old))
+            self.trainings_waiting.labels(old).dec()
+            del self._waiting[key]
+        if reason:
+            self.training_waiting.labels(*labels, reason).set(1)
+            self.trainings_waiting.labels(reason).inc()
+            self._waiting[key] = reason
 
     def forget_training(self, namespace: str, name: str, domain: str) -> None:
         """Drop every per-training series of a deleted training."""
@@ -126,6 +148,7 @@ class OperatorMetrics:
         if old:
             _remove(self.training_phase, (*labels, old))
             self.trainings.labels(old).dec()
+        self._set_waiting(labels, None)
 
 
 def _set(gauge: Gauge, labels: tuple[str, ...], value: Any) -> None:

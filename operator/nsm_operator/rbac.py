@@ -20,8 +20,8 @@ OPERATOR_RULES: list[dict[str, list[str]]] = [
     {"apiGroups": [API_GROUP], "resources": [f"{PLURAL}/finalizers"], "verbs": ["update"]},
     # Attempts: create, follow (kopf watch), delete on suspend.
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-    # Failed pods carry the trainer's exit code and reason.
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+    # Failed pods carry the trainer's exit code and reason; the watch says why a pod waits.
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     # Children of a training.
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]},

@@ -53,6 +53,9 @@ class PodDefaults(KubeModel):
     """Added to pods that request GPUs (GPU node pools are commonly tainted nvidia.com/gpu)."""
 
 
+ACCESS_MODES = ("ReadWriteOncePod", "ReadWriteOnce")
+
+
 class SettingsError(ValueError):
     """A malformed ``NSM_OPERATOR_*`` variable; the message names it."""
 
@@ -119,6 +122,19 @@ class OperatorSettings:
     """NSM_OPERATOR_JOB_HISTORY_LIMIT: finished attempt Jobs kept per training besides the current
     one; older ones are deleted when a new attempt starts."""
 
+    resync_seconds: float = 300.0
+    """NSM_OPERATOR_RESYNC_SECONDS: every this often each non-terminal training is observed anew, so
+    a lost event, a dead retry timer or a dead Modal poll heals within one interval; 0 = off."""
+
+    event_retries: int = field(default=8, metadata={"max": 100})
+    """NSM_OPERATOR_EVENT_RETRIES: tries of an event handler (Job, pod, progress) on transient API
+    errors before it leaves the training to the resync."""
+
+    checkpoint_access_mode: str = "ReadWriteOncePod"
+    """NSM_OPERATOR_CHECKPOINT_ACCESS_MODE: access mode of the checkpoint PVCs the operator creates:
+    ``ReadWriteOncePod`` (one pod at a time; CSI volumes, Kubernetes >= 1.29) or ``ReadWriteOnce``
+    for storage that lacks it."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
         """Parse ``NSM_OPERATOR_*`` variables (``os.environ`` by default); unset → default."""
@@ -134,6 +150,9 @@ class OperatorSettings:
                 values[f.name] = _parse(hints[f.name], raw.strip(), f.metadata.get("max"))
             except (ValueError, json.JSONDecodeError) as exc:
                 raise SettingsError(f"{var}={raw!r}: {exc}") from None
+        if values.get("checkpoint_access_mode", "ReadWriteOncePod") not in ACCESS_MODES:
+            raise SettingsError(f"{ENV_PREFIX}CHECKPOINT_ACCESS_MODE={values['checkpoint_access_mode']!r}: "
+                                f"must be one of {', '.join(ACCESS_MODES)}")  # fmt: skip
         return cls(**values)
 
     def gpu_labels(self, product: str) -> dict[str, tuple[str, ...]]:

@@ -12,9 +12,10 @@ from nsm_operator.builders.storage import build_pvc, checkpoint_claim_name
 from nsm_operator.resource import Training
 
 
-def build_children(training: Training) -> list[dict[str, Any]]:
-    """Every per-training child except Jobs, in creation order (the PVC only if one is built)."""
-    children = [build_pvc(training), build_configmap(training), build_service_account(training),
+def build_children(training: Training, access_mode: str = "ReadWriteOnce") -> list[dict[str, Any]]:
+    """Every per-training child except Jobs, in creation order (the PVC only if one is built,
+    with ``access_mode``)."""
+    children = [build_pvc(training, access_mode), build_configmap(training), build_service_account(training),
                 build_role(training), build_role_binding(training)]  # fmt: skip
     return [c for c in children if c is not None]
 

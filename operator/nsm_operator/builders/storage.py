@@ -14,8 +14,11 @@ def checkpoint_claim_name(training: Training) -> str:
     return training.spec.checkpoint.storage.existing_claim or pvc_name(training.name)
 
 
-def build_pvc(training: Training) -> dict[str, Any] | None:
+def build_pvc(training: Training, access_mode: str = "ReadWriteOnce") -> dict[str, Any] | None:
     """The checkpoint PVC, or None when ``existingClaim`` is set (never created nor deleted).
+
+    ``access_mode``: the operator passes ``settings.checkpoint_access_mode``, ``ReadWriteOncePod``
+    by default, so a second pod on the same node cannot mount the checkpoint either.
 
     ``retain: true`` leaves the PVC without an owner reference, so deleting the training keeps
     the checkpoints; ``retain: false`` makes the training its owner (garbage-collected with it).
@@ -24,7 +27,7 @@ def build_pvc(training: Training) -> dict[str, Any] | None:
     if storage.existing_claim:
         return None
     spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
+        "accessModes": [access_mode],
         "resources": {"requests": {"storage": storage.size}},
     }
     if storage.storage_class_name:

@@ -27,10 +27,12 @@ async def guarded(ctx: OperatorContext, handler: str, work: Callable[[], Awaitab
 
 
 async def in_background(
-    ctx: OperatorContext, handler: str, work: Callable[[], Awaitable[None]], attempts: int = 8
+    ctx: OperatorContext, handler: str, work: Callable[[], Awaitable[None]], attempts: int | None = None
 ) -> None:
     """Run ``work`` for an event handler (kopf never retries those): transient errors are
-    retried here with their delay; a restart re-reconciles everything through on.resume."""
+    retried here with their delay (``settings.event_retries`` tries); after that the periodic
+    resync (``handlers/resync.py``) heals the training, and a restart through on.resume."""
+    attempts = attempts or ctx.settings.event_retries
     for i in range(attempts):
         try:
             await work()

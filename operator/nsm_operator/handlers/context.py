@@ -26,6 +26,12 @@ class OperatorContext:
     # The newest body seen per training (watch events and our own patch responses), so a
     # reconcile rarely needs a GET. Newest = highest resourceVersion (etcd revisions).
     bodies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # The last phase seen per training, kept even without a resourceVersion: the resync's list.
+    phases: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # (namespace, name, attempt, reason) of the waiting reasons already posted as an event.
+    warned: set[tuple[str, str, int, str]] = field(default_factory=set)
+    # The newest pod event per training that came before its attempt's status (handlers/pods.py).
+    early_pods: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.kube.status_observers.append(self.remember)
@@ -37,6 +43,8 @@ class OperatorContext:
         """Keep ``body`` if it is newer than what is cached for its training."""
         meta = (body or {}).get("metadata") or {}
         key = (meta.get("namespace"), meta.get("name"))
+        if all(key):
+            self.phases[key] = ((body or {}).get("status") or {}).get("phase")  # type: ignore[index]
         rv = _rv(body)
         if not all(key) or rv is None:
             return  # without a resourceVersion there is no telling which body is newer
@@ -50,6 +58,9 @@ class OperatorContext:
     def forget(self, namespace: str, name: str) -> None:
         self.locks.pop((namespace, name), None)
         self.bodies.pop((namespace, name), None)
+        self.phases.pop((namespace, name), None)
+        self.warned = {key for key in self.warned if key[:2] != (namespace, name)}
+        self.early_pods.pop((namespace, name), None)
         timer = self.timers.pop((namespace, name), None)
         if timer is not None:
             timer.cancel()

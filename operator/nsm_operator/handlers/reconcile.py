@@ -17,6 +17,7 @@ from nsm.contract import iso, now_utc, parse_time
 from nsm_operator.errors import InvalidSpec, Rejected, TargetUnavailable
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
+from nsm_operator.handlers.waiting import end_if_stuck, follow_up
 from nsm_operator.lifecycle import (
     FAILED, RETRYING, SUSPENDED, TERMINAL, Action, ActionKind, Observation, Result, State, set_condition, step,
     summarize,
@@ -88,10 +89,13 @@ async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Trai
     status: Mapping[str, Any] = body.get("status") or {}
     tctx = TargetContext(training=training, status=status, settings=ctx.settings, kube=ctx.kube, body=body)
     now = now_utc()
-    obs = await _observe(target, tctx, job)
+    obs = await end_if_stuck(target, tctx, await _observe(target, tctx, job), now)
     result = step(training.spec, status, obs, now, ctx.settings.price_per_gpu_hour)
     patch: dict[str, Any] = dict(result.status)
     patch.update(await _act(ctx, target, tctx, result.action))
+    again = follow_up(ctx, target, tctx, obs, patch, now)
+    if again is not None:
+        schedule_retry(ctx, training.namespace, training.name, again)
     if obs is not None and obs.state == State.running and not status.get("attemptStartTime") and obs.created_at:
         ctx.metrics.time_to_running_seconds.observe(max(0.0, (now - obs.created_at).total_seconds()))
     patch = _status_patch(body, training, patch)

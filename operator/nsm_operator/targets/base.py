@@ -41,7 +41,10 @@ class Target(Protocol):
 
     async def launch(self, ctx: TargetContext, attempt: int) -> dict[str, Any]:
         """Start attempt ``attempt`` if it isn't running yet; returns status fields to set
-        (e.g. ``{"activeJob": …}`` or ``{"modal": {"callId": …}}``)."""
+        (e.g. ``{"activeJob": …}`` or ``{"modal": {"callId": …}}``). A target that must wait
+        before it may start (an earlier attempt's pod still terminating) starts nothing and
+        returns ``{"reason": …, "message": …}`` saying what it waits for; the caller calls
+        ``launch`` again later."""
         ...
 
     async def observe(self, ctx: TargetContext) -> Observation:

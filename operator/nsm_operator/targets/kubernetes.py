@@ -11,6 +11,7 @@ from nsm.contract import is_retryable, parse_time
 
 from nsm_operator.builders import build_children, build_job
 from nsm_operator.builders.names import CONTAINER_NAME, LABEL_ATTEMPT, LABEL_TRAINING, job_name
+from nsm_operator.diagnosis import PREVIOUS_ATTEMPT
 from nsm_operator.errors import TransientError
 from nsm_operator.lifecycle import Observation, State
 from nsm_operator.targets.base import TargetContext
@@ -64,7 +65,8 @@ def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
         return Observation(State.queued, created_at=created)
     if (status.get("ready") or 0) > 0:
         return Observation(State.running, started_at=started, created_at=created)
-    return Observation(State.pending, created_at=created)
+    # started_at of a pending attempt: when the Job controller started it (startupTimeoutSeconds).
+    return Observation(State.pending, started_at=started, created_at=created)
 
 
 def job_attempt(job: Mapping[str, Any]) -> int | None:
@@ -80,6 +82,13 @@ class KubernetesTarget:
 
     async def launch(self, ctx: TargetContext, attempt: int) -> dict[str, Any]:
         training = ctx.training
+        blocking = await self.earlier_pods(ctx, attempt)
+        if blocking:
+            # One writer per checkpoint: the PVC is ReadWriteOnce(Pod), but two pods on one node
+            # could both mount a ReadWriteOnce claim and both write last.pt.
+            names = ", ".join(sorted(blocking)[:3]) + (" …" if len(blocking) > 3 else "")
+            return {"activeJob": None, "reason": PREVIOUS_ATTEMPT,
+                    "message": f"attempt {attempt} waits for pod {names} of an earlier attempt to terminate"}  # fmt: skip
 
         async def ensure(child: dict[str, Any]) -> None:
             created = await ctx.kube.create(child)
@@ -95,7 +104,7 @@ class KubernetesTarget:
         # with the PVC, ConfigMap and RBAC, which the pod needs only later (the scheduler waits
         # for the claim, the kubelet for the ConfigMap) and which queue behind other trainings'
         # Jobs under a burst (bench/operator_latency.py).
-        children = build_children(training)
+        children = build_children(training, ctx.settings.checkpoint_access_mode)
         first = [c for c in children if c["kind"] == "ServiceAccount"]
         rest = [c for c in children if c["kind"] != "ServiceAccount"]
         await asyncio.gather(*(ensure(c) for c in first))
@@ -123,6 +132,23 @@ class KubernetesTarget:
                     await ctx.kube.delete("Job", training.namespace, old["metadata"]["name"])
         except TransientError as exc:
             log.warning("%s/%s: pruning old attempt Jobs: %s", training.namespace, training.name, exc)
+
+    async def earlier_pods(self, ctx: TargetContext, attempt: int) -> list[str]:
+        """Pods of this training that may still write its checkpoint and are not attempt
+        ``attempt``'s own: any unfinished pod of another attempt or being deleted, and, when
+        attempt ``attempt`` is started again (its Job is gone: deleted by a person), its own
+        unfinished pods too. A first start lists nothing (no pod can exist yet)."""
+        current = int(ctx.status.get("attempts") or 0)
+        if current == 0:
+            return []
+        pods = await ctx.kube.list("Pod", ctx.training.namespace, f"{LABEL_TRAINING}={ctx.training.name}")
+        again = attempt == current
+        return [
+            p["metadata"]["name"] for p in pods
+            if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+            and (again or p["metadata"].get("deletionTimestamp")
+                 or (p["metadata"].get("labels") or {}).get(LABEL_ATTEMPT) != str(attempt))
+        ]  # fmt: skip
 
     async def fetch(self, ctx: TargetContext, attempt: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         name = job_name(ctx.training.name, attempt)

@@ -113,10 +113,11 @@ class OperatorProcess:
 
 def static_volume(cluster, namespace: str, claim: str, size: str = "1Gi") -> str:
     """A PersistentVolume pre-bound to ``namespace/claim``: the test cluster has no provisioner, so
-    the operator's checkpoint PVC binds to this and the trainer pod can be scheduled."""
+    the operator's checkpoint PVC binds to this and the trainer pod can be scheduled. Its access mode
+    is the operator's default for checkpoint PVCs (a claim binds only to a volume that offers it)."""
     name = f"pv-{namespace}-{claim}"[:63].rstrip("-")
     pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name, "labels": {"nsm.dev/e2e": "true"}},
-          "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+          "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOncePod"],
                    "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "",
                    "hostPath": {"path": f"/tmp/{name}"},
                    "claimRef": {"namespace": namespace, "name": claim}}}

@@ -123,7 +123,7 @@ class Provisioner(threading.Thread):
                 pv = {"apiVersion": "v1", "kind": "PersistentVolume",
                       "metadata": {"name": pv_name, "labels": {"nsm.dev/e2e": "operator"}},
                       "spec": {"capacity": {"storage": pvc.spec.resources.requests["storage"]},
-                               "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
+                               "accessModes": pvc.spec.access_modes, "persistentVolumeReclaimPolicy": "Retain",
                                "storageClassName": pvc.spec.storage_class_name or "",
                                "hostPath": {"path": f"/tmp/{pv_name}"},
                                "claimRef": {"namespace": ns, "name": name, "uid": pvc.metadata.uid}}}  # fmt: skip

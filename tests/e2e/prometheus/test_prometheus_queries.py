@@ -252,13 +252,14 @@ def test_alert_expressions_evaluate(stack):
     scraped = prom.names()
     for rule in (r for g in groups for r in g["rules"]):
         prom.query(rule["expr"])  # valid PromQL against real data
-        names = metric_names(rule["expr"]) - {"nsm_operator_retries_total"}  # exists only after a retry
+        # Series that exist only after a retry / while a training waits to start.
+        names = metric_names(rule["expr"]) - {"nsm_operator_retries_total", "nsm_operator_training_waiting"}
         assert names <= scraped, f"{rule['alert']} reads {names - scraped}, not scraped here"
     # The operator is scraped under a job the NSMOperatorDown selector matches.
     (rule,) = [r for g in groups for r in g["rules"] if r["alert"] == "NSMOperatorDown"]
     assert prom.query(rule["expr"]) == []
-    # A healthy, progressing Running training is neither failed nor stalled.
-    for name in ("NSMTrainingFailed", "NSMTrainingStalled"):
+    # A healthy, progressing Running training is neither failed, stalled nor waiting to start.
+    for name in ("NSMTrainingFailed", "NSMTrainingStalled", "NSMTrainingPendingTooLong"):
         (rule,) = [r for g in groups for r in g["rules"] if r["alert"] == name]
         assert prom.query(rule["expr"]) == [], name
 

@@ -18,7 +18,8 @@ REPO = HERE.parents[2]
 RULES = REPO / "charts" / "nsm-operator" / "rules" / "nsm-alerts.yaml"
 UNIT_TESTS = HERE / "nsm-alerts.test.yaml"
 OPERATIONS = REPO / "docs" / "operations.md"
-ALERTS = {"NSMClassCollapse", "NSMTrainingFailed", "NSMTrainingStalled", "NSMRetriesBurningFast", "NSMOperatorDown"}
+ALERTS = {"NSMClassCollapse", "NSMTrainingFailed", "NSMTrainingStalled", "NSMTrainingPendingTooLong",
+          "NSMRetriesBurningFast", "NSMOperatorDown"}
 RUNBOOK_BASE = "https://github.com/nsm-dev/nsm-operator/blob/main/docs/operations.md#"
 
 

@@ -38,3 +38,21 @@ def test_per_training_series_follow_phase_and_are_removed():
     om.forget_training("ns", "t", "causal")
     assert 'name="t"' not in _text(om)
     assert om.registry.get_sample_value(m.TRAININGS, {"phase": "Succeeded"}) == 0
+
+
+def test_waiting_gauges_follow_status_reason_while_pending():
+    om = m.OperatorMetrics()
+    labels = {"namespace": "ns", "name": "t", "domain": "causal"}
+    waiting = lambda reason: om.registry.get_sample_value(m.TRAINING_WAITING, {**labels, "reason": reason})  # noqa: E731
+    total = lambda reason: om.registry.get_sample_value(m.TRAININGS_WAITING, {"reason": reason})  # noqa: E731
+    om.observe_training("ns", "t", "causal", {"phase": "Pending", "reason": "Unschedulable"})
+    om.observe_training("ns", "u", "causal", {"phase": "Pending", "reason": "Unschedulable"})
+    assert waiting("Unschedulable") == 1 and total("Unschedulable") == 2
+    om.observe_training("ns", "t", "causal", {"phase": "Pending", "reason": "ImagePullBackOff"})
+    assert waiting("Unschedulable") is None and waiting("ImagePullBackOff") == 1
+    assert total("Unschedulable") == 1 and total("ImagePullBackOff") == 1
+    # Failed keeps status.reason, but the training waits no more.
+    om.observe_training("ns", "t", "causal", {"phase": "Failed", "reason": "ImagePullBackOff"})
+    assert waiting("ImagePullBackOff") is None and total("ImagePullBackOff") == 0
+    om.forget_training("ns", "u", "causal")
+    assert total("Unschedulable") == 0

@@ -27,3 +27,8 @@ def test_unretained_pvc_is_owned(make_training):
 
 def test_existing_claim_builds_nothing(make_training):
     assert build_pvc(make_training(checkpoint={"storage": {"existingClaim": "mine"}})) is None
+
+
+def test_access_mode_is_the_operators_setting(make_training):
+    pvc = build_pvc(make_training(), "ReadWriteOncePod")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOncePod"]

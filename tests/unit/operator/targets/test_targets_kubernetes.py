@@ -63,3 +63,59 @@ def test_deadline_exceeded_is_retryable():
 def test_failure_target_counts_as_failed():
     obs = observe_job(job([cond("FailureTarget", "PodFailurePolicy")]), [pod(2)])
     assert obs.state == State.failed and not obs.retryable
+
+
+# --- one writer per checkpoint: which pods hold back a launch ------------------------------------
+
+
+class _Kube:
+    """Answers the one LIST a launch makes; records the selector it was asked for."""
+
+    def __init__(self, pods):
+        self.pods, self.selectors = pods, []
+
+    async def list(self, kind, namespace, selector):
+        self.selectors.append((kind, namespace, selector))
+        return self.pods
+
+
+def _trainer_pod(name, attempt, phase="Running", deleting=False):
+    meta = {"name": name, "labels": {"nsm.dev/training": "t", "nsm.dev/attempt": str(attempt)}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "status": {"phase": phase}}
+
+
+def _ctx(make_training, kube, attempts):
+    from nsm_operator.settings import OperatorSettings
+    from nsm_operator.targets.base import TargetContext
+
+    return TargetContext(training=make_training(name="t"), status={"attempts": attempts}, settings=OperatorSettings(),
+                         kube=kube)  # fmt: skip
+
+
+async def test_earlier_pods_block_the_next_attempt_until_they_finish(make_training):
+    from nsm_operator.targets.kubernetes import KubernetesTarget
+
+    pods = [_trainer_pod("t-a1-x", 1), _trainer_pod("t-a1-y", 1, phase="Failed"), _trainer_pod("t-a2-z", 2)]
+    kube = _Kube(pods)
+    target = KubernetesTarget()
+    # Attempt 2 after attempt 1: the running a1 pod blocks; a finished one and a2's own do not.
+    assert await target.earlier_pods(_ctx(make_training, kube, 1), 2) == ["t-a1-x"]
+    assert kube.selectors == [("Pod", make_training(name="t").namespace, "nsm.dev/training=t")]
+    # Attempt 2 started again (its Job was deleted by a person): its own unfinished pods block too.
+    assert await target.earlier_pods(_ctx(make_training, kube, 2), 2) == ["t-a1-x", "t-a2-z"]
+    # A pod being deleted blocks even if it is the new attempt's.
+    kube.pods = [_trainer_pod("t-a3-w", 3, deleting=True)]
+    assert await target.earlier_pods(_ctx(make_training, kube, 2), 3) == ["t-a3-w"]
+
+
+async def test_a_first_start_lists_nothing_and_a_blocked_launch_creates_nothing(make_training):
+    from nsm_operator.targets.kubernetes import KubernetesTarget
+
+    kube = _Kube([_trainer_pod("t-a1-x", 1)])
+    target = KubernetesTarget()
+    assert await target.earlier_pods(_ctx(make_training, kube, 0), 1) == [] and kube.selectors == []
+    fields = await target.launch(_ctx(make_training, kube, 1), 2)  # _Kube has no create: nothing is created
+    assert fields["reason"] == "PreviousAttemptTerminating" and fields["activeJob"] is None
+    assert "t-a1-x" in fields["message"] and "attempt 2" in fields["message"]

@@ -1,0 +1,76 @@
+"""A waiting attempt says what it waits for: ``status.reason``, the ``Waiting`` condition, one
+Warning event per reason per attempt, and ``spec.startupTimeoutSeconds`` ending it.
+
+Used by the reconcile (startup deadline, an attempt held back by an earlier attempt's pod) and by
+the pod watch (``handlers/pods.py``: scheduling, image and container-config failures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from nsm_operator.diagnosis import PREVIOUS_ATTEMPT, WAITING, Diagnosis, startup_deadline, startup_expired
+from nsm_operator.handlers.context import OperatorContext
+from nsm_operator.lifecycle import Observation, set_condition
+from nsm_operator.targets import Target
+from nsm_operator.targets.base import TargetContext
+
+RECHECK_SECONDS = 5.0
+"""How soon a launch held back by an earlier attempt's pod is tried again (the pod's deletion
+event usually comes first)."""
+
+
+def waiting_patch(status: Mapping[str, Any], diagnosis: Diagnosis | None, now: datetime) -> dict[str, Any]:
+    """The status fields that say the current attempt waits for ``diagnosis`` (None: no more)."""
+    attempt = int(status.get("attempts") or 0)
+    conditions = status.get("conditions") or []
+    if diagnosis is None:
+        return {"reason": None, "message": f"attempt {attempt} pending",
+                "conditions": set_condition(conditions, WAITING, False, "PodStarting", "", now)}  # fmt: skip
+    return {
+        "reason": diagnosis.reason,
+        "message": f"attempt {attempt} waiting: {diagnosis.reason}: {diagnosis.message}",
+        "conditions": set_condition(conditions, WAITING, True, diagnosis.reason, diagnosis.message, now),
+    }
+
+
+def warn_once(ctx: OperatorContext, body: Mapping[str, Any], attempt: int, diagnosis: Diagnosis) -> None:
+    """A Warning event for ``diagnosis``, once per reason per attempt (per operator process)."""
+    meta = body.get("metadata") or {}
+    key = (meta.get("namespace") or "", meta.get("name") or "", attempt, diagnosis.reason)
+    if key in ctx.warned:
+        return
+    ctx.warned.add(key)
+    kopf.warn(dict(body), reason=diagnosis.reason, message=f"attempt {attempt}: {diagnosis.message}")
+
+
+async def end_if_stuck(target: Target, tctx: TargetContext, obs: Observation | None, now: datetime) -> Observation | None:
+    """``obs``, or a failed observation with the waiting reason once the startup deadline passed;
+    then the stuck attempt is stopped first, so it neither holds its node nor starts late."""
+    expired = startup_expired(tctx.training.spec.startup_timeout_seconds, tctx.status, obs, now)
+    if expired is None:
+        return obs
+    await target.stop(tctx)
+    return expired
+
+
+def follow_up(ctx: OperatorContext, target: Target, tctx: TargetContext, obs: Observation | None,
+              patch: dict[str, Any], now: datetime) -> float | None:  # fmt: skip
+    """After the action: a launch held back says so in ``patch`` (condition, event); returns
+    when to reconcile again (seconds), if a deadline or a re-check needs it."""
+    if patch.get("reason") == PREVIOUS_ATTEMPT:
+        diagnosis = Diagnosis(PREVIOUS_ATTEMPT, str(patch.get("message") or ""))
+        merged = {**tctx.status, **patch}
+        patch["conditions"] = waiting_patch(merged, diagnosis, now)["conditions"]
+        warn_once(ctx, tctx.body, int(merged.get("attempts") or 0), diagnosis)
+        return RECHECK_SECONDS
+    if tctx.status.get("reason") == PREVIOUS_ATTEMPT and patch.get("activeJob"):
+        patch.update(waiting_patch({**tctx.status, **patch}, None, now))  # held back no more: started
+    deadline = startup_deadline(tctx.training.spec.startup_timeout_seconds, obs)
+    if deadline is not None and not target.polling:
+        return max(0.0, (deadline - now).total_seconds())
+    return None
