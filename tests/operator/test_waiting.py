@@ -64,11 +64,11 @@ async def test_unschedulable_pod_reason_condition_event_metric_once(k8s, api, op
     await asyncio.sleep(0.5)
     assert status_patches(k8s) == patches and len(warnings(k8s, "Unschedulable")) == 1
 
-    # Scheduled and running: the reason is cleared.
+    # Scheduled and running: the waiting reason gives way to the phase's own (AttemptRunning).
     await api.patch("Pod", NAMESPACE, pod, {"status": {"phase": "Running", "conditions": []}}, subresource="status")
     await set_job_status(api, "ns-a1", RUNNING)
     st = await eventually(lambda: phase_is(api, "ns", "Running"))
-    st = await eventually(lambda: _reason(api, "ns", None))
+    st = await eventually(lambda: _reason(api, "ns", "AttemptRunning"))
     assert {c["type"]: c["status"] for c in st["conditions"]}["Waiting"] == "False"
     await eventually(lambda: registry.get_sample_value("nsm_operator_trainings_waiting", {"reason": "Unschedulable"}) == 0)
 
