@@ -106,8 +106,18 @@ class _World:
                 f"generate_kg: num_triples={num_triples} is below the {src.size} base facts of "
                 f"{num_entities} entities; raise num_triples or lower num_entities"
             )
-        # Noise relations fill the rest: they never enter a rule.
-        extra = num_triples - src.size
+        heads, tails, noise_rel = self._noise(rng, num_triples - src.size, num_entities)
+        self.src = np.r_[src, heads].astype(np.int64)
+        self.dst = np.r_[dst, tails].astype(np.int64)
+        self.rel = np.r_[rel, noise_rel].astype(np.int64)
+        self.incident = self._incident(num_entities)
+
+        self.children: dict[int, np.ndarray] = {}
+        for p in np.unique(self.parent[kids]):
+            self.children[int(p)] = kids[self.parent[kids] == p]
+
+    def _noise(self, rng: np.random.Generator, extra: int, num_entities: int) -> tuple[np.ndarray, ...]:
+        """``extra`` distinct noise triples (heads, tails, relations): they never enter a rule."""
         noise_rel = rng.choice([FRIEND_OF, VISITED, SUPPLIES], size=4 * extra + 16, p=[0.5, 0.35, 0.15])
         size = noise_rel.size
         heads = np.where(noise_rel == SUPPLIES, rng.choice(self.company, size), rng.choice(self.person, size))
@@ -120,19 +130,15 @@ class _World:
         key = (heads * num_entities + tails) * len(RELATION_NAMES) + noise_rel
         _, first = np.unique(key[ok], return_index=True)
         keep = np.flatnonzero(ok)[np.sort(first)][:extra]
-        self.src = np.r_[src, heads[keep]].astype(np.int64)
-        self.dst = np.r_[dst, tails[keep]].astype(np.int64)
-        self.rel = np.r_[rel, noise_rel[keep]].astype(np.int64)
-        # Incident edge ids of each entity, for neighbourhood sampling.
+        return heads[keep], tails[keep], noise_rel[keep]
+
+    def _incident(self, num_entities: int) -> list[np.ndarray]:
+        """Incident edge ids of each entity, for neighbourhood sampling."""
         ends = np.r_[self.src, self.dst]
         order = np.argsort(ends, kind="stable")
         bounds = np.searchsorted(ends[order], np.arange(num_entities + 1))
         edge_of = order % self.src.size
-        self.incident = [edge_of[bounds[v] : bounds[v + 1]] for v in range(num_entities)]
-
-        self.children: dict[int, np.ndarray] = {}
-        for p in np.unique(self.parent[kids]):
-            self.children[int(p)] = kids[self.parent[kids] == p]
+        return [edge_of[bounds[v] : bounds[v + 1]] for v in range(num_entities)]
 
     def kids_of(self, p: int) -> np.ndarray:
         return self.children.get(int(p), np.empty(0, dtype=np.int64))
