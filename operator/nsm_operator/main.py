@@ -11,10 +11,11 @@ from typing import Any
 
 import kopf
 
+from nsm.contract import PROGRESS_LABEL, PROGRESS_LABEL_VALUE
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
 from nsm_operator.builders.names import LABEL_NAME, TRAINER_APP
-from nsm_operator.handlers import jobs, training
+from nsm_operator.handlers import jobs, progress, training
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.kube import Kube, connection_info
 from nsm_operator.metrics import OperatorMetrics
@@ -22,6 +23,7 @@ from nsm_operator.settings import OperatorSettings
 
 TRAININGS = (API_GROUP, API_VERSION, PLURAL)
 JOB_LABELS = {LABEL_NAME: TRAINER_APP}
+PROGRESS_LABELS = {PROGRESS_LABEL: PROGRESS_LABEL_VALUE}
 
 
 def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
@@ -34,6 +36,8 @@ def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> No
     settings.watching.client_timeout = cfg.watch_timeout_seconds + 30
     settings.networking.request_timeout = cfg.request_timeout_seconds
     settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_NAME}={TRAINER_APP}"
+    # Only the trainers' progress ConfigMaps, never every ConfigMap of the cluster.
+    settings.watching.label_selectors["configmaps"] = f"{PROGRESS_LABEL}={PROGRESS_LABEL_VALUE}"
     # Our own transitions are posted explicitly (kopf.info/warn); handler chatter is not.
     settings.posting.level = logging.INFO
     settings.posting.loggers = False
@@ -97,3 +101,8 @@ async def training_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, 
 @kopf.on.event("batch", "v1", "jobs", labels=JOB_LABELS)
 async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await jobs.on_job_event(_ctx(memo), event, body)
+
+
+@kopf.on.event("configmaps", labels=PROGRESS_LABELS)
+async def progress_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await progress.on_progress_event(_ctx(memo), event, body)

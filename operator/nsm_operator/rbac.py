@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nsm.contract import progress_configmap_name
 from nsm.spec import API_GROUP, PLURAL
 
 OPERATOR_RULES: list[dict[str, list[str]]] = [
@@ -24,7 +25,8 @@ OPERATOR_RULES: list[dict[str, list[str]]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
     # Children of a training.
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "create", "patch"]},
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]},
+    # ConfigMaps: the spec and the progress channel (watched: the trainer writes progress there).
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "patch"]},
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create", "patch"]},
     {
         "apiGroups": ["rbac.authorization.k8s.io"],
@@ -43,12 +45,16 @@ OPERATOR_RULES: list[dict[str, list[str]]] = [
 
 
 def TRAINER_ROLE_RULES(name: str) -> list[dict[str, Any]]:  # noqa: N802 - a constant-like builder
-    """Rules of the trainer's Role: read and patch the status of its own NSMTraining only."""
+    """Rules of the trainer's Role: read and patch its own progress ConfigMap, nothing else.
+
+    The pod runs the user's image, so it gets no permission on NSMTrainings: the operator mirrors
+    the ConfigMap into the status after validating it (docs/architecture.md, "Progress channel").
+    """
     return [
         {
-            "apiGroups": [API_GROUP],
-            "resources": [f"{PLURAL}/status"],
-            "resourceNames": [name],
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [progress_configmap_name(name)],
             "verbs": ["get", "patch"],
         }
     ]
