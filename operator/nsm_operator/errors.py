@@ -28,3 +28,8 @@ class TransientError(OperatorError):
 
 class TargetUnavailable(OperatorError):
     """The spec names a target this operator cannot run (e.g. the Modal bridge is not installed)."""
+
+
+class ForeignObject(OperatorError):
+    """A child's deterministic name is taken by an object this training does not control: the
+    attempt fails (final) instead of using it; ``str()`` says which object and what to do."""

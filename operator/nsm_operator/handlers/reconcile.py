@@ -14,9 +14,10 @@ from typing import Any
 import kopf
 from nsm.contract import iso, now_utc, parse_time
 
-from nsm_operator.errors import InvalidSpec, TargetUnavailable
+from nsm_operator.errors import ForeignObject, InvalidSpec, TargetUnavailable
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
+from nsm_operator.handlers.foreign import foreign_job_event
 from nsm_operator.lifecycle import (
     FAILED, RETRYING, SUSPENDED, TERMINAL, Action, ActionKind, Observation, Result, State, set_condition, step,
 )  # fmt: skip
@@ -73,12 +74,21 @@ async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: 
     except (InvalidSpec, TargetUnavailable) as exc:
         await mark_failed(ctx, body, reason=type(exc).__name__, message=str(exc))
         raise
+    if job is not None and foreign_job_event(body, training, job):
+        return  # a Job this training does not control changes nothing (a Warning was posted)
     tctx = TargetContext(training=training, status=status, settings=ctx.settings, kube=ctx.kube, body=body)
     now = now_utc()
     obs = await _observe(target, tctx, job)
     result = step(training.spec, status, obs, now, ctx.settings.price_per_gpu_hour)
     patch: dict[str, Any] = dict(result.status)
-    patch.update(await _act(ctx, target, tctx, result.action))
+    try:
+        patch.update(await _act(ctx, target, tctx, result.action))
+    except ForeignObject as exc:
+        # A child's name is taken by someone else's object: the attempt just started fails, final.
+        failed = Observation(State.failed, reason="ForeignObject", message=str(exc), retryable=False)
+        again = step(training.spec, {**status, **patch}, failed, now, ctx.settings.price_per_gpu_hour)
+        patch.update(again.status)
+        result.events.extend(again.events)
     if obs is not None and obs.state == State.running and not status.get("attemptStartTime") and obs.created_at:
         ctx.metrics.time_to_running_seconds.observe(max(0.0, (now - obs.created_at).total_seconds()))
     patch = _status_patch(body, training, patch)

@@ -11,7 +11,9 @@ from nsm.contract import is_retryable, parse_time
 from nsm_operator.builders import build_children, build_job
 from nsm_operator.builders.names import CONTAINER_NAME, LABEL_ATTEMPT, job_name
 from nsm_operator.lifecycle import Observation, State
+from nsm_operator.ownership import describe_owner, owned_by
 from nsm_operator.targets.base import TargetContext
+from nsm_operator.targets.children import ensure_child
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
@@ -64,6 +66,14 @@ def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
     return Observation(State.pending, created_at=created)
 
 
+def foreign_job(job: Mapping[str, Any]) -> Observation:
+    """The attempt's Job name is held by a Job this training does not control: final failure."""
+    meta = job.get("metadata") or {}
+    return Observation(State.failed, reason="ForeignObject", retryable=False,
+                       message=f"Job {meta.get('name')} is not this training's (controller: {describe_owner(job)}); "
+                               "delete or rename it, then re-apply the training")  # fmt: skip
+
+
 def job_attempt(job: Mapping[str, Any]) -> int | None:
     value = ((job.get("metadata") or {}).get("labels") or {}).get(LABEL_ATTEMPT)
     return int(value) if value and value.isdigit() else None
@@ -79,10 +89,7 @@ class KubernetesTarget:
         training = ctx.training
 
         async def ensure(child: dict[str, Any]) -> None:
-            created = await ctx.kube.create(child)
-            if not created and child["kind"] == "ConfigMap":
-                # Spec changes apply from the next attempt: rewrite the spec it reads.
-                await ctx.kube.patch("ConfigMap", training.namespace, child["metadata"]["name"], {"data": child["data"]})
+            await ensure_child(ctx.kube, training, child)
 
         async def ensure_later(child: dict[str, Any]) -> None:
             async with ctx.kube.low_priority():
@@ -98,7 +105,7 @@ class KubernetesTarget:
         await asyncio.gather(*(ensure(c) for c in first))
         job = build_job(training, attempt, ctx.settings)
         async def create_job() -> None:
-            await ctx.kube.create(job)
+            await ensure_child(ctx.kube, training, job)
             ctx.created()
 
         await asyncio.gather(create_job(), *(ensure_later(c) for c in rest))
@@ -120,6 +127,8 @@ class KubernetesTarget:
         if attempt < 1:
             return Observation(State.absent)
         job, pods = await self.fetch(ctx, attempt)
+        if job is not None and not owned_by(job, ctx.training.uid):
+            return foreign_job(job)
         return observe_job(job, pods)
 
     async def observe_event(self, ctx: TargetContext, event: Mapping[str, Any]) -> Observation | None:
