@@ -60,9 +60,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     configure_kopf(settings, cfg)
     kube = Kube(connection_info(settings), request_timeout=cfg.request_timeout_seconds)
     metrics = OperatorMetrics()
-    metrics.serve(cfg.metrics_port)
+    metrics.serve(cfg.metrics_port, cfg.metrics_address)
     memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
-    logger.info("nsm-operator started: namespaces=%s metrics port=%s", cfg.namespaces or "all", cfg.metrics_port)
+    logger.info("nsm-operator started: namespaces=%s metrics %s:%s", cfg.namespaces or "all", cfg.metrics_address,
+                cfg.metrics_port)
 
 
 @kopf.on.cleanup()

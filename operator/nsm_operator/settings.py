@@ -61,6 +61,10 @@ class OperatorSettings:
     metrics_port: int = field(default=8080, metadata=_PORT)
     """NSM_OPERATOR_METRICS_PORT: port of the operator's Prometheus endpoint (path /metrics); 0 = off."""
 
+    metrics_address: str = "0.0.0.0"
+    """NSM_OPERATOR_METRICS_ADDRESS: address the metrics endpoint listens on (the chart sets the
+    pod IP through the Downward API, so nothing else in the pod's network namespace is served)."""
+
     trainer_metrics_port: int = field(default=9400, metadata=_PORT)
     """NSM_OPERATOR_TRAINER_METRICS_PORT: port the trainer serves its metrics on (`metrics`)."""
 

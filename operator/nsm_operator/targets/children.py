@@ -48,12 +48,13 @@ async def ensure_child(kube: Kube, training: Training, child: Mapping[str, Any])
     if owned_by(existing, training.uid):
         if kind == "ConfigMap" and "data" in child:
             # Spec changes apply from the next attempt: rewrite the spec it reads.
-            await kube.patch(kind, training.namespace, name, {"data": child["data"]})
+            await kube.patch("ConfigMap", training.namespace, name, {"data": child["data"]})
         return
     if retained_pvc(existing, training):
         labels = (existing.get("metadata") or {}).get("labels") or {}
         if labels.get(LABEL_TRAINING_UID) != training.uid:
-            await kube.patch(kind, training.namespace, name, {"metadata": {"labels": {LABEL_TRAINING_UID: training.uid}}})
+            await kube.patch("PersistentVolumeClaim", training.namespace, name,
+                             {"metadata": {"labels": {LABEL_TRAINING_UID: training.uid}}})  # fmt: skip
         return
     if stale_sibling(existing, training.name):
         raise TransientError(f"{kind} {name} still belongs to an earlier NSMTraining {training.name} "
