@@ -18,6 +18,7 @@ from nsm_operator.builders.names import LABEL_NAME, TRAINER_APP
 from nsm_operator.handlers import jobs, progress, training
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.kube import Kube, connection_info
+from nsm_operator.lifecycle import TERMINAL
 from nsm_operator.metrics import OperatorMetrics
 from nsm_operator.settings import OperatorSettings
 
@@ -87,8 +88,14 @@ async def update(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **
     await training.on_spec_change(_ctx(memo), body, namespace, name)
 
 
-# Only trainings that run outside the cluster get a finalizer: their attempt must be cancelled.
-@kopf.on.delete(*TRAININGS, field="spec.target", value="modal")
+def _needs_cancel(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    """Only a Modal training that has not finished may have a call to cancel: only it carries a
+    finalizer (kopf removes it once this turns false, e.g. when the training finishes)."""
+    return spec.get("target") == "modal" and status.get("phase") not in TERMINAL
+
+
+# Only unfinished trainings that run outside the cluster get a finalizer: their call must be cancelled.
+@kopf.on.delete(*TRAININGS, when=_needs_cancel)
 async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await training.on_external_delete(_ctx(memo), body)
 

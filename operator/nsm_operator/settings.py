@@ -83,6 +83,11 @@ class OperatorSettings:
     """NSM_OPERATOR_MODAL_LAUNCH_GRACE_SECONDS: how long a launch marker may wait for its Modal
     call to start before the launch counts as lost (tests shorten it)."""
 
+    modal_cancel_attempts: int = 3
+    """NSM_OPERATOR_MODAL_CANCEL_ATTEMPTS: tries to cancel a Modal call when its training is
+    deleted; after them (or at once without credentials) the deletion proceeds with a Warning
+    event naming the call."""
+
     watch_timeout_seconds: int = 300
     """NSM_OPERATOR_WATCH_TIMEOUT_SECONDS: server-side timeout of a watch request (kopf)."""
 

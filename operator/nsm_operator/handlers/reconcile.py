@@ -81,6 +81,8 @@ async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: 
     obs = await _observe(target, tctx, job)
     result = step(training.spec, status, obs, now, ctx.settings.price_per_gpu_hour)
     patch: dict[str, Any] = dict(result.status)
+    if obs is not None and obs.state in (State.succeeded, State.failed):
+        patch.update(target.finished_fields(tctx))  # in the same patch as the phase it ends with
     try:
         patch.update(await _act(ctx, target, tctx, result.action))
     except ForeignObject as exc:
@@ -174,7 +176,11 @@ async def on_delete(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
     tctx = TargetContext(training=training, status=body.get("status") or {}, settings=ctx.settings,
                          kube=ctx.kube, body=body)  # fmt: skip
     async with ctx.lock(training.namespace, training.name):
-        await target.delete(tctx)
+        message = await target.delete(tctx)
+    if message:
+        # Deletion goes on (the finalizer is removed): a hung namespace helps nobody.
+        log.warning("%s/%s: %s", training.namespace, training.name, message)
+        kopf.warn(dict(body), reason="CancelFailed", message=message)
 
 
 async def mark_failed(ctx: OperatorContext, body: Mapping[str, Any], *, reason: str, message: str) -> None:

@@ -142,6 +142,10 @@ class KubernetesTarget:
         if attempt >= 1:
             await ctx.kube.delete("Job", ctx.training.namespace, job_name(ctx.training.name, attempt))
 
-    async def delete(self, ctx: TargetContext) -> None:
+    async def delete(self, ctx: TargetContext) -> str | None:
         """Owner references cascade to the Job; deleting it now only saves waiting for the GC."""
         await self.stop(ctx)
+        return None
+
+    def finished_fields(self, ctx: TargetContext) -> dict[str, Any]:
+        return {}  # an ended Job needs no bookkeeping: it is garbage-collected with the training
