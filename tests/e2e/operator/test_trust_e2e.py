@@ -7,31 +7,18 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.cluster.waiting import wait_for
+from tests.e2e.chart.operator_process import serviceaccount_kubeconfig
 
 pytestmark = pytest.mark.e2e
 LONG = {"kwok.nsm.dev/run-seconds": "300"}
 FAST = {"kwok.nsm.dev/run-seconds": "1"}
 
 
-def _token_kubeconfig(cluster, namespace: str, service_account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates with ``service_account``'s real token (TokenRequest)."""
-    token = cluster.kubectl("create", "token", service_account, "-n", namespace, check=True).stdout.strip()
-    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    doc = {"apiVersion": "v1", "kind": "Config", "current-context": "trainer",
-           "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-           "users": [{"name": "trainer", "user": {"token": token}}],
-           "contexts": [{"name": "trainer", "context": {"cluster": "c", "user": "trainer", "namespace": namespace}}]}  # fmt: skip
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def _as_trainer(cluster, kubeconfig: Path, *args: str, input: str | None = None):
+def _as_trainer(cluster, kubeconfig, *args: str, input: str | None = None):
     return cluster.kubectl("--kubeconfig", str(kubeconfig), *args, input=input)
 
 
@@ -48,7 +35,7 @@ def test_op_trainer_token_cannot_touch_the_training_and_forged_progress_changes_
     cm = core_v1.read_namespaced_config_map("trust-progress", nsmt.ns)
     assert not cm.data and cm.metadata.owner_references[0].uid == nsmt.get("trust")["metadata"]["uid"]
 
-    kc = _token_kubeconfig(cluster, nsmt.ns, "trust-trainer", tmp_path / "trainer.kubeconfig")
+    kc = serviceaccount_kubeconfig(cluster, nsmt.ns, "trust-trainer", tmp_path / "trainer.kubeconfig")
     who = _as_trainer(cluster, kc, "auth", "whoami", "-o", "json")
     assert json.loads(who.stdout)["status"]["userInfo"]["username"] == f"system:serviceaccount:{nsmt.ns}:trust-trainer"
     denied = [("patch", "nsmtrainings.nsm.dev/trust", "--subresource=status"), ("update", "nsmtrainings.nsm.dev"),
