@@ -1,12 +1,17 @@
 """Trust boundaries against the real API server (issue #11): the trainer's own ServiceAccount
 token may write only its progress ConfigMap; what it writes there cannot change what the
-operator decides; Jobs and children someone else made are never used.
+operator decides; Jobs and children someone else made are never used; a retained PVC met by a
+new training of the same name is adopted and a real `nsm train` moves the old files aside.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +114,49 @@ def test_op_a_taken_job_name_fails_the_attempt_with_a_clear_message(nsmt, batch_
     assert st["failureReason"] == "ForeignObject" and st["attempts"] == 1
     assert f"Job {nsmt.ns}/taken-a1 already exists and is not this training's" in st["message"]
     assert [j.metadata.name for j in nsmt.jobs("taken")] == []  # the foreign Job has no labels; none of ours
+
+
+def _train(kubeconfig, namespace: str, name: str, uid: str, run_dir) -> None:
+    """A real `nsm train` playing the pod (the kwok pod only holds the Job Running), with the
+    trainer ServiceAccount's token and the env the operator's Job sets."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "NSM_TRAINING_NAME": name, "NSM_TRAINING_NAMESPACE": namespace,
+           "NSM_ATTEMPT": "1", "NSM_TRAINING_UID": uid}  # fmt: skip
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "nsm"), "train", "--domain", "causal", "--epochs", "1",
+         "--set", "dataset.numScenarios=60", "--set", "dataLoader.numWorkers=0", "--device", "cpu",
+         "--output-dir", str(run_dir), "--no-report", "-q"],
+        env=env, capture_output=True, text=True, timeout=150,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+
+def test_op_a_retained_pvc_is_adopted_and_the_old_checkpoints_moved_aside(nsmt, cluster, core_v1, tmp_path):
+    run_dir = tmp_path / "pvc"  # plays the retained checkpoint volume
+    nsmt.apply("reuse", annotations={"kwok.nsm.dev/outcome": "hang"}, epochs=1)
+    nsmt.wait_phase("reuse", "Running")
+    old_uid = nsmt.get("reuse")["metadata"]["uid"]
+    pvc = core_v1.read_namespaced_persistent_volume_claim("reuse-checkpoints", nsmt.ns)
+    assert pvc.metadata.labels["nsm.dev/training-uid"] == old_uid and not pvc.metadata.owner_references
+    kc = serviceaccount_kubeconfig(cluster, nsmt.ns, "reuse-trainer", tmp_path / "old.kubeconfig")
+    _train(kc, nsmt.ns, "reuse", old_uid, run_dir)
+    wait_for(lambda: nsmt.status("reuse").get("result", {}).get("status") == "completed", 30, "result mirrored")
+
+    cluster.kubectl("delete", "nsmt", "reuse", "-n", nsmt.ns, "--wait=true", check=True)
+    wait_for(lambda: not core_v1.list_namespaced_service_account(nsmt.ns, field_selector="metadata.name=reuse-trainer").items,
+             60, "the old training's children to be garbage-collected")  # fmt: skip
+    nsmt.apply("reuse", annotations={"kwok.nsm.dev/outcome": "hang"}, epochs=1)
+    nsmt.wait_phase("reuse", "Running")
+    new_uid = nsmt.get("reuse")["metadata"]["uid"]
+    assert new_uid != old_uid
+    pvc = core_v1.read_namespaced_persistent_volume_claim("reuse-checkpoints", nsmt.ns)
+    assert pvc.metadata.labels["nsm.dev/training-uid"] == new_uid  # adopted, not ForeignObject
+
+    kc = serviceaccount_kubeconfig(cluster, nsmt.ns, "reuse-trainer", tmp_path / "new.kubeconfig")
+    _train(kc, nsmt.ns, "reuse", new_uid, run_dir)
+    (previous,) = [p for p in run_dir.iterdir() if p.name.startswith("previous-")]
+    assert previous.name.endswith(old_uid[:8]) and (previous / "last.pt").exists() and (run_dir / "last.pt").exists()
+    wait_for(lambda: nsmt.status("reuse").get("result", {}).get("resumed_from_epoch") == 0, 30,
+             "the new training started afresh")  # fmt: skip
+    events = wait_for(lambda: [e for e in _events(core_v1, nsmt.ns, "reuse", "CheckpointsMovedAside")
+                               if e.involved_object.uid == new_uid], 30, "CheckpointsMovedAside event")  # fmt: skip
+    assert old_uid in events[0].message and previous.name in events[0].message
