@@ -167,7 +167,7 @@ def main() -> int:
     print(f"cluster {cluster.name} ready in {time.monotonic() - t0:.1f}s (kubeconfig {cluster.kubeconfig})")
     op = None
     try:
-        crd = REPO / "charts/nsm-operator/crds/nsm.dev_nsmtrainings.yaml"
+        crd = REPO / "charts/nsm-operator/crd/nsm.dev_nsmtrainings.yaml"
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd), check=True)
         cluster.kubectl("wait", "--for=condition=Established", "crd/nsmtrainings.nsm.dev", check=True)
         ns = f"bench-{uuid.uuid4().hex[:6]}"

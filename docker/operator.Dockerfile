@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The nsm-operator image: the kopf operator on a slim Python runtime.
-#   docker build -f docker/operator.Dockerfile -t ghcr.io/nsm-dev/nsm-operator:0.1.0 .
+#   make images   (or: docker buildx build -f docker/operator.Dockerfile -t ghcr.io/nsm-dev/nsm-operator:0.1.0 .)
 # Stage 1 builds the project's wheel and a virtualenv with only what the operator imports (no
 # torch: the operator uses nsm.spec, never the model); stage 2 copies that virtualenv.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

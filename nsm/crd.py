@@ -1,6 +1,7 @@
 """Generate the NSMTraining CustomResourceDefinition from the pydantic spec.
 
-``nsm crd`` writes ``charts/nsm-operator/crds/nsm.dev_nsmtrainings.yaml``; a test fails when the
+``nsm crd`` writes ``charts/nsm-operator/crd/nsm.dev_nsmtrainings.yaml`` (the chart's
+``templates/crd.yaml`` renders it, so ``helm upgrade`` updates it); a test fails when the
 committed file differs from :func:`render_crd`. The pydantic JSON schema is turned into a
 *structural* OpenAPI v3.0 schema: ``$ref`` inlined, ``anyOf [X, null]`` -> ``nullable: true``,
 numeric ``exclusiveMinimum: x`` -> ``minimum: x, exclusiveMinimum: true``, quantities as
@@ -32,8 +33,11 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Domain", "type": "string", "jsonPath": ".spec.domain"},
     {"name": "Epoch", "type": "string", "jsonPath": ".status.epochSummary", "description": "epoch/epochs"},
-    {"name": "Val-Acc", "type": "number", "jsonPath": ".status.progress.valAccuracy"},
+    {"name": "Val-Acc", "type": "string", "jsonPath": ".status.valAccuracySummary",
+     "description": "Validation accuracy of the last epoch, 3 decimals"},
     {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts"},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1,
+     "description": "Why the training is in its phase (-o wide)"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -63,12 +67,14 @@ STATUS_SCHEMA: dict[str, Any] = _s(
             "Standard conditions; lastTransitionTime changes only when status changes.",
             items=_s(
                 "object",
+                "One aspect of the training's state.",
                 properties={
-                    "type": _s("string", enum=CONDITION_TYPES),
-                    "status": _s("string", enum=["True", "False", "Unknown"]),
-                    "reason": _s("string"),
-                    "message": _s("string"),
-                    "lastTransitionTime": _s("string", format="date-time"),
+                    "type": _s("string", "Aspect: Created, Running, Retrying, Succeeded, Failed, Suspended.",
+                               enum=CONDITION_TYPES),
+                    "status": _s("string", "Whether the condition holds.", enum=["True", "False", "Unknown"]),
+                    "reason": _s("string", "Machine-readable CamelCase reason of the last transition."),
+                    "message": _s("string", "Human-readable details."),
+                    "lastTransitionTime": _s("string", "When status last changed.", format="date-time"),
                 },
                 required=["type", "status"],
             ),
@@ -78,6 +84,9 @@ STATUS_SCHEMA: dict[str, Any] = _s(
         "retries": _s("integer", "Failed attempts paid for with a retry (at most spec.retry.maxRetries).", minimum=0),
         "activeJob": _s("string", "Job of the current attempt (kubernetes target).", nullable=True),
         "epochSummary": _s("string", "epoch/epochs, for kubectl get."),
+        "valAccuracySummary": _s("string", "progress.valAccuracy rounded to 3 decimals, for kubectl get."),
+        "reason": _s("string", "Machine-readable reason of the current phase (e.g. OOMKilled while Retrying).",
+                     nullable=True),
         "startTime": _ts("When the first attempt started."),
         "completionTime": _ts("When the training succeeded or finally failed."),
         "attemptStartTime": _ts("When the current attempt started."),
@@ -88,28 +97,36 @@ STATUS_SCHEMA: dict[str, Any] = _s(
         "lastCheckpoint": _s(
             "object",
             "Newest checkpoint written by the trainer.",
-            properties={"epoch": _s("integer"), "path": _s("string"), "time": _s("string", format="date-time")},
+            properties={
+                "epoch": _s("integer", "Epochs completed when it was written."),
+                "path": _s("string", "Path on the checkpoint volume."),
+                "time": _s("string", "When it was written.", format="date-time"),
+            },
         ),
         "progress": _s(
             "object",
             "Per-epoch progress written by the trainer.",
             properties={
-                "epoch": _s("integer"),
-                "epochs": _s("integer"),
-                "trainLoss": _s("number", nullable=True),
-                "valLoss": _s("number", nullable=True),
-                "bestValLoss": _s("number", nullable=True),
-                "valAccuracy": _s("number", nullable=True),
-                "classAccuracy": _s("object", additionalProperties=_s("number")),
-                "samplesPerSecond": _s("number", nullable=True),
-                "updatedAt": _s("string", format="date-time"),
+                "epoch": _s("integer", "Epochs completed."),
+                "epochs": _s("integer", "Epochs planned."),
+                "trainLoss": _s("number", "Training loss of the last epoch.", nullable=True),
+                "valLoss": _s("number", "Validation loss of the last epoch.", nullable=True),
+                "bestValLoss": _s("number", "Best validation loss so far (best.pt).", nullable=True),
+                "valAccuracy": _s("number", "Validation accuracy of the last epoch (0-1).", nullable=True),
+                "classAccuracy": _s("object", "Validation recall per class label (0-1).",
+                                    additionalProperties=_s("number", "Recall of one class (0-1).")),
+                "samplesPerSecond": _s("number", "Training throughput of the last epoch.", nullable=True),
+                "updatedAt": _s("string", "When the trainer reported this epoch.", format="date-time"),
             },
         ),
         "result": _s("object", "The trainer's results.json summary.", **{"x-kubernetes-preserve-unknown-fields": True}),
         "costEstimate": _s(
             "object",
             "GPU-hours of all attempts and their price.",
-            properties={"gpuHours": _s("number"), "usd": _s("number")},
+            properties={
+                "gpuHours": _s("number", "GPU-hours of all attempts so far."),
+                "usd": _s("number", "gpuHours times the operator's price per GPU-hour."),
+            },
         ),
         "gpuSeconds": _s("number", "GPU-seconds of finished attempts (basis of costEstimate)."),
         "modal": _s("object", "Modal call of the current attempt.", **{"x-kubernetes-preserve-unknown-fields": True}),
@@ -199,8 +216,10 @@ def crd() -> dict[str, Any]:
                             "type": "object",
                             "description": "A training run of the Neural Symbolic Model.",
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
+                                "apiVersion": _s("string", f"{API_GROUP}/{API_VERSION}."),
+                                "kind": _s("string", f"{KIND}."),
+                                # The API server rejects anything but the type here; kubectl
+                                # explain shows ObjectMeta's own documentation.
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema(),
                                 "status": STATUS_SCHEMA,
@@ -225,5 +244,5 @@ HEADER = "# Generated from nsm/spec.py by `nsm crd` (make crd). Do not edit by h
 
 
 def render_crd() -> str:
-    """The CRD as the YAML text committed under charts/nsm-operator/crds/."""
+    """The CRD as the YAML text committed under charts/nsm-operator/crd/."""
     return HEADER + yaml.safe_dump(crd(), sort_keys=False, default_flow_style=False, width=120)

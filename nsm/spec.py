@@ -144,11 +144,13 @@ class StorageSpec(_Model):
 class CheckpointSpec(_Model):
     every_epochs: int = Field(10, ge=1, le=100_000, description="Write epoch-NNNN.pt every N epochs.")
     keep: int = Field(3, ge=1, le=1000, description="How many epoch-NNNN.pt files to keep.")
-    storage: StorageSpec = Field(default_factory=StorageSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="The PVC the checkpoints live on.")
 
 
 class DataLoaderSpec(_Model):
-    num_workers: int = Field(4, ge=0, le=64, description="DataLoader worker processes.")
+    num_workers: int | None = Field(
+        None, ge=0, le=64, description="DataLoader worker processes; null: one per CPU available, at most 4."
+    )
     pin_memory: bool = Field(True, description="Pin host memory for faster host-to-GPU copies.")
     persistent_workers: bool = Field(True, description="Keep workers alive between epochs.")
     prefetch_factor: int = Field(2, ge=1, le=64, description="Batches prefetched per worker.")
@@ -160,7 +162,7 @@ class GPUSpec(_Model):
 
 
 class ResourcesSpec(_Model):
-    gpu: GPUSpec = Field(default_factory=GPUSpec)
+    gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPUs of one attempt.")
     cpu: Quantity = Field("4", description="CPU request of the trainer.")
     memory: Quantity = Field("16Gi", description="Memory request and limit of the trainer.")
 
@@ -187,6 +189,32 @@ class ModalSpec(_Model):
     environment: str | None = Field(
         None, min_length=1, max_length=64, description="Modal environment; the workspace's default if null."
     )
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the training's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Secret name.")
+    key: str = Field("WANDB_API_KEY", min_length=1, max_length=253, description="Key holding the value.")
+
+
+class WandbSpec(_Model):
+    """A Weights & Biases run per training; all attempts continue the same run."""
+
+    project: str = Field(min_length=1, max_length=128, description="W&B project.")
+    entity: str | None = Field(None, min_length=1, max_length=128, description="W&B entity; the key's default if null.")
+    secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret with the API key (env WANDB_API_KEY); without one the run is written offline."
+    )
+
+
+class TrackingSpec(_Model):
+    """Experiment tracking next to history.json."""
+
+    tensorboard: bool = Field(
+        False, description="Write TensorBoard event files (one scalar per history.json field) to <run dir>/tensorboard."
+    )
+    wandb: WandbSpec | None = Field(None, description="Log every history.json field to Weights & Biases.")
 
 
 class ModelSpec(_Model):
@@ -217,18 +245,23 @@ class NSMTrainingSpec(_Model):
     )
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed of data generation, splits and training.")
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    optimization: OptimizationSpec = Field(default_factory=OptimizationSpec)
-    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
-    data_loader: DataLoaderSpec = Field(default_factory=DataLoaderSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    retry: RetrySpec = Field(default_factory=RetrySpec)
+    model: ModelSpec = Field(default_factory=ModelSpec, description="Architecture of the hierarchical GNN.")
+    optimization: OptimizationSpec = Field(
+        default_factory=OptimizationSpec, description="Mixed precision, learning-rate schedule, clipping, weight decay."
+    )
+    early_stopping: EarlyStoppingSpec = Field(
+        default_factory=EarlyStoppingSpec, description="Stop when the validation loss stops improving."
+    )
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint cadence and storage.")
+    data_loader: DataLoaderSpec = Field(default_factory=DataLoaderSpec, description="PyTorch DataLoader settings.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPU, CPU and memory of one attempt.")
+    retry: RetrySpec = Field(default_factory=RetrySpec, description="Retries of failed attempts, with backoff.")
     timeout_seconds: int = Field(7200, ge=1, le=30 * 86_400, description="Wall-clock limit of one attempt.")
     image: str | None = Field(None, description="Trainer image; the operator's default if null.")
     suspend: bool = Field(False, description="Stop the active attempt and keep its checkpoint.")
     queue_name: str | None = Field(None, description="Kueue LocalQueue (label kueue.x-k8s.io/queue-name).")
-    modal: ModalSpec = Field(default_factory=ModalSpec)
+    modal: ModalSpec = Field(default_factory=ModalSpec, description="Modal app and volume (target: modal).")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="TensorBoard and W&B tracking.")
 
     @model_validator(mode="after")
     def _domain_defaults(self) -> "NSMTrainingSpec":

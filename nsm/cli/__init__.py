@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -24,8 +25,22 @@ SUBCOMMAND_MODULES = (
 )
 
 
+# Docstrings double as help text; they are written in Sphinx markup (``x``, :mod:`x`).
+_MARKUP = re.compile(r":[a-z]+:`~?([^`]+)`|``([^`]+)``")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse with plain-text help and one-line usage errors (exit 2, no usage dump)."""
+
+    def format_help(self) -> str:
+        return _MARKUP.sub(lambda m: m.group(1) or m.group(2), super().format_help())
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="nsm",
         description="Train and check the Neural Symbolic Model (NSM).",
     )

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="only this domain (repeatable; default: all three)")
     p.add_argument("--validation-sizes", action="store_true",
                    help="use the small nsm validate sizes instead of the production defaults")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="seed of data generation and splits (default: %(default)s)")
     p.add_argument("--data-cache", type=Path, help="dataset cache directory")
     p.set_defaults(handler=handle)
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic.alias_generators import to_camel
 
+from nsm.cli.preflight import UsageError, check_train_options, port
 from nsm.contract import BEST_CHECKPOINT, CURVES_FILE, HISTORY_FILE, LAST_CHECKPOINT, RESULTS_FILE, ExitCode
 from nsm.spec import KIND, SpecError, load_training, parse_training
 
@@ -47,16 +48,18 @@ def add_spec_arguments(p: argparse.ArgumentParser, *, with_file: bool = True) ->
     if with_file:
         p.add_argument("-f", "--file", type=Path, help="NSMTraining YAML (kubectl-style manifest)")
     p.add_argument("--domain", choices=("planning", "causal", "kg"), help="reasoning domain")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--cycle-weight", type=float)
-    p.add_argument("--pool-ratio", type=float)
-    p.add_argument("--num-workers", type=int, help="DataLoader worker processes")
+    p.add_argument("--epochs", type=int, help="maximum number of epochs (spec.epochs)")
+    p.add_argument("--batch-size", type=int, help="graphs per mini-batch (spec.batchSize)")
+    p.add_argument("--learning-rate", type=float, help="initial learning rate (spec.learningRate)")
+    p.add_argument("--seed", type=int, help="seed of data generation, splits and training (spec.seed)")
+    p.add_argument("--cycle-weight", type=float, help="weight of the cycle-consistency loss (spec.cycleWeight)")
+    p.add_argument("--pool-ratio", type=float, help="fraction of nodes the WHY step keeps (spec.poolRatio)")
+    p.add_argument("--num-workers", type=int,
+                   help="DataLoader worker processes (spec.dataLoader.numWorkers; default: the CPUs, at most 4)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="automatic mixed precision (spec.optimization.amp)")
-    p.add_argument("--amp-dtype", choices=("bfloat16", "float16"))
+    p.add_argument("--amp-dtype", choices=("bfloat16", "float16"),
+                   help="autocast dtype; float16 needs CUDA (spec.optimization.ampDtype)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                    help="override any spec field, e.g. --set earlyStopping.patience=5 (repeatable)")
 
@@ -69,11 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_spec_arguments(p)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--output-dir", type=Path, help="run directory (default: runs/<name>)")
     p.add_argument("--resume", default="auto",
                    help="auto (last.pt in the output dir if present) | never | PATH (default: auto)")
-    p.add_argument("--metrics-port", type=int,
+    p.add_argument("--metrics-port", type=port,
                    help=f"serve Prometheus metrics on this port (default: {IN_CLUSTER_METRICS_PORT} "
                         "when NSM_TRAINING_NAME and NSM_TRAINING_NAMESPACE are set, else off)")
     p.add_argument("--data-cache", type=Path, help="dataset cache directory")
@@ -137,6 +140,8 @@ def build_training(args: argparse.Namespace) -> Any:
             obj = _read_manifest(args.file)
         except OSError as exc:
             raise SpecError([("", f"cannot read {args.file}: {exc.strerror or exc}")]) from None
+        except UnicodeDecodeError:
+            raise SpecError([("", f"cannot read {args.file}: not a UTF-8 text (YAML) file")]) from None
     elif args.domain is not None:
         obj = {"metadata": {"name": f"nsm-{args.domain}"}, "spec": {"domain": args.domain}}
     else:
@@ -180,6 +185,11 @@ def handle(args: argparse.Namespace) -> int:
         training = build_training(args)
     except SpecError as exc:
         print(f"nsm train: invalid spec: {exc}", file=sys.stderr)
+        return ExitCode.INVALID_SPEC
+    try:
+        check_train_options(args, training.spec.domain.value, training.spec.tracking)
+    except UsageError as exc:
+        print(f"nsm train: {exc}", file=sys.stderr)
         return ExitCode.INVALID_SPEC
 
     from nsm.train import TrainingDiverged

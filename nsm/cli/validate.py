@@ -41,12 +41,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domain", dest="domains", action="append", choices=DOMAIN_NAMES,
                    help="only this domain (repeatable; default: all three)")
-    p.add_argument("--epochs", type=int, default=VALIDATE_SPEC["epochs"])
-    p.add_argument("--learning-rate", type=float, default=VALIDATE_SPEC["learningRate"])
-    p.add_argument("--batch-size", type=int, default=VALIDATE_SPEC["batchSize"])
+    p.add_argument("--epochs", type=int, default=VALIDATE_SPEC["epochs"],
+                   help="epochs per domain (default: %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=VALIDATE_SPEC["learningRate"],
+                   help="initial learning rate (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=VALIDATE_SPEC["batchSize"],
+                   help="graphs per mini-batch (default: %(default)s)")
     p.add_argument("--lr-schedule", choices=("none", "plateau", "cosine"),
-                   default=VALIDATE_SPEC["optimization"]["lrSchedule"])
-    p.add_argument("--seed", type=int, default=VALIDATE_SPEC["seed"])
+                   default=VALIDATE_SPEC["optimization"]["lrSchedule"],
+                   help="learning-rate schedule (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=VALIDATE_SPEC["seed"],
+                   help="seed of data generation, splits and training (default: %(default)s)")
     p.add_argument("--min-class-accuracy", type=float, default=0.6,
                    help="fail a domain whose worst class is below this (default: 0.6)")
     p.add_argument("--scale", type=float, default=1.0,

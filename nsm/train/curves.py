@@ -9,6 +9,8 @@ from typing import Any
 
 from nsm.contract import CURVES_FILE, HISTORY_FILE
 
+# Series of at most this many epochs get a marker per epoch.
+MARKERS_UP_TO = 50
 
 
 def _series(history: list[dict[str, Any]], key: str) -> list[float]:
@@ -48,7 +50,7 @@ def write_curves(run_dir: str | Path, output: str | Path | None = None) -> Path:
     for c in range(num_classes):
         ax_cls.plot(epochs, [(row["val_per_class_accuracy"][c] if row["val_per_class_accuracy"][c] is not None
                               else math.nan) for row in history], label=f"class {c}")
-    ax_cls.axhline(0.05, color="red", linewidth=0.8, linestyle=":", label="collapse threshold")
+    threshold = ax_cls.axhline(0.05, color="red", linewidth=0.8, linestyle=":", label="collapse threshold")
     ax_cls.set_title("validation accuracy per class")
     ax_cls.set_ylim(0, 1.02)
 
@@ -57,8 +59,14 @@ def write_curves(run_dir: str | Path, output: str | Path | None = None) -> Path:
     ax_lr.set_title("learning rate")
 
     for ax in axes.flat:
+        if len(epochs) <= MARKERS_UP_TO:  # one epoch is one point: a line without markers is blank
+            for line in ax.get_lines():
+                if line is not threshold:
+                    line.set_marker("o")
+                    line.set_markersize(4)
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 epoch: one tick, "1"
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)

@@ -12,6 +12,7 @@ batch in one vectorised call instead of per-graph ``__getitem__`` and a Python `
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import torch
@@ -58,6 +59,18 @@ class EpochBatchSampler(Sampler[list[int]]):
             yield chunk.tolist()
 
 
+def default_num_workers(limit: int = 4) -> int:
+    """Workers for ``numWorkers: null``: one per CPU this process may run on, at most ``limit``.
+
+    torch warns when a DataLoader has more workers than that (e.g. 4 on a 2-core machine).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        cpus = os.cpu_count() or 1
+    return min(limit, cpus)
+
+
 def make_loader(
     dataset: torch.utils.data.Dataset,
     sampler: EpochBatchSampler,
@@ -66,7 +79,7 @@ def make_loader(
     seed: int,
 ) -> DataLoader:
     """A DataLoader over ``dataset`` honouring ``spec.dataLoader`` where it applies on ``device``."""
-    workers = cfg.num_workers
+    workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers()
     kwargs: dict = {}
     if workers > 0:
         kwargs["persistent_workers"] = cfg.persistent_workers

@@ -22,6 +22,7 @@ from nsm.contract import (
     RESULTS_FILE, TRAINING_UID_ENV, iso, now_utc,
 )  # fmt: skip
 from nsm.spec import SpecError
+from nsm.train.tracking import TENSORBOARD_DIR, WANDB_RUN_ID
 
 # NSMConfig fields that decide parameter shapes, and the spec field each comes from.
 SHAPE_FIELDS: Mapping[str, str] = {
@@ -29,7 +30,9 @@ SHAPE_FIELDS: Mapping[str, str] = {
     "hidden_dim": "spec.model.hiddenDim", "num_bases": "spec.model.numBases",
     "l1_layers": "spec.model.l1Layers", "coarse_layers": "spec.model.coarseLayers",
 }  # fmt: skip
-_RUN_FILES = (LAST_CHECKPOINT, BEST_CHECKPOINT, HISTORY_FILE, RESULTS_FILE, CURVES_FILE)
+_RUN_FILES = (LAST_CHECKPOINT, BEST_CHECKPOINT, HISTORY_FILE, RESULTS_FILE, CURVES_FILE, WANDB_RUN_ID)
+WANDB_DIR = "wandb"  # where W&B writes offline runs (dir=<run dir>)
+_RUN_DIRS = (TENSORBOARD_DIR, WANDB_DIR)  # another training's tracking runs must not be continued
 _EPOCH_FILE = re.compile(EPOCH_CHECKPOINT_PATTERN)
 
 
@@ -60,11 +63,12 @@ def check_shape(path: Path, saved: Mapping[str, Any] | None, current: Mapping[st
 
 
 def run_files(directory: Path) -> list[Path]:
-    """The files of a run (checkpoints, history, results, curves) in ``directory``."""
+    """The files of a run (checkpoints, history, results, curves, tracking) in ``directory``."""
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir()
-                  if p.is_file() and (p.name in _RUN_FILES or _EPOCH_FILE.match(p.name)))  # fmt: skip
+                  if (p.is_file() and (p.name in _RUN_FILES or _EPOCH_FILE.match(p.name)))
+                  or (p.is_dir() and p.name in _RUN_DIRS))  # fmt: skip
 
 
 def move_aside(directory: Path, previous_uid: str | None, now: datetime | None = None) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from nsm.train.prometheus import TrainerMetrics
 from nsm.train.progress import ProgressReporter
 from nsm.train.schedule import current_lr, make_optimizer, make_scheduler, step_scheduler
 from nsm.train.state import EarlyStopping, RunState
+from nsm.train.tracking import Tracker
 
 # The history keys that are wall-clock measurements (everything else is reproducible).
 TIMING_KEYS = ("epoch_seconds", "samples_per_second")
@@ -122,6 +123,7 @@ class Trainer:
         self._log = log or (lambda line: print(line, flush=True))
         self.metrics: TrainerMetrics | None = None
         self.reporter: ProgressReporter | None = None
+        self.tracker: Tracker | None = None
         self.last_checkpoint: dict[str, Any] | None = None
         self.training_uid = ownership.training_uid()
         self.moved_aside: dict[str, Any] | None = None
@@ -228,10 +230,14 @@ class Trainer:
         if self.last_checkpoint is not None:
             self.metrics.checkpoint_written(self.ckpts.last_path.stat().st_mtime)
         self.reporter = ProgressReporter.from_env()
+        self.tracker = Tracker(self.spec.tracking, self.out, resumed_after=self.state.epoch, name=self.name,
+                               config=self.spec.to_wire())
         if self.reporter is not None and self.moved_aside is not None:
             self.reporter.report({"status": {"checkpointsMovedAside": self.moved_aside}})
 
     def _stop_observers(self) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
         if self.reporter is not None:
             self.reporter.close()
         if self.metrics is not None:
@@ -276,6 +282,8 @@ class Trainer:
         assert self.metrics is not None
         self.metrics.observe_epoch(row, self.stopper.best_loss)
         self.metrics.checkpoint_written(now)
+        assert self.tracker is not None
+        self.tracker.log_epoch(row)
         if self.reporter is not None:
             self.reporter.report(status_body(row, self.spec.epochs, self.stopper.best_loss, self.last_checkpoint))
         per_class = " ".join(f"{a:.2f}" for a in row["val_per_class_accuracy"])

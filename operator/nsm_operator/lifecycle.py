@@ -124,8 +124,10 @@ class _Builder:
     def cond(self, type_: str, value: bool, reason: str, message: str = "") -> None:
         self.conditions = set_condition(self.conditions, type_, value, reason, message, self.now)
 
-    def phase(self, phase: str, message: str, event_reason: str, warning: bool = False) -> None:
-        self.set(phase=phase, message=message)
+    def phase(self, phase: str, message: str, event_reason: str, warning: bool = False,
+              reason: str | None = None) -> None:
+        # reason: why the training is in this phase (kubectl get -o wide's Reason column).
+        self.set(phase=phase, message=message, reason=reason)
         if self.old.get("phase") != phase:
             self.res.events.append(("Warning" if warning else "Normal", event_reason, message))
 
@@ -138,7 +140,7 @@ class _Builder:
 
 def _start(b: _Builder, attempt: int, message: str) -> Action:
     b.set(attempts=attempt, activeJob=None, nextAttemptAt=None, attemptStartTime=None)
-    b.phase(PENDING, message, "AttemptStarted")
+    b.phase(PENDING, message, "AttemptStarted", reason="AttemptCreated")
     b.cond("Created", True, "AttemptCreated", f"attempt {attempt} created")
     b.cond("Retrying", False, "AttemptCreated", "")
     return Action(ActionKind.start, attempt)
@@ -189,7 +191,8 @@ def _suspend(b: _Builder, spec: NSMTrainingSpec, obs: Observation | None, attemp
     if obs is not None and obs.state == State.running:
         b.set(gpuSeconds=_attempt_seconds(b, obs, spec.resources.gpu.count))
     b.set(activeJob=None, nextAttemptAt=None, attemptStartTime=None)
-    b.phase(SUSPENDED, f"suspended; attempt {attempt} stopped, checkpoint kept", "Suspended")
+    b.phase(SUSPENDED, f"suspended; attempt {attempt} stopped, checkpoint kept", "Suspended",
+            reason="SuspendRequested")
     b.cond("Suspended", True, "SuspendRequested", "spec.suspend is true")
     b.cond("Running", False, "Suspended", "")
     return Action(ActionKind.stop, attempt or None)
@@ -206,13 +209,13 @@ def _retry_when_due(b: _Builder, attempt: int) -> Action:
 def _in_flight(b: _Builder, obs: Observation, attempt: int) -> Action:
     """The attempt exists and has not finished: pending, queued or running."""
     if obs.state == State.queued:
-        b.phase(QUEUED, f"attempt {attempt} queued", "Queued")
+        b.phase(QUEUED, f"attempt {attempt} queued", "Queued", reason="WaitingForAdmission")
     elif obs.state == State.running:
         started = obs.started_at or b.now
         b.set(attemptStartTime=b.old.get("attemptStartTime") or iso(started))
         if not b.old.get("startTime"):
             b.set(startTime=iso(started))
-        b.phase(RUNNING, f"attempt {attempt} running", "Running")
+        b.phase(RUNNING, f"attempt {attempt} running", "Running", reason="AttemptRunning")
         b.cond("Running", True, "AttemptRunning", f"attempt {attempt} running")
     return Action()
 
@@ -235,7 +238,7 @@ def _finished(b: _Builder, spec: NSMTrainingSpec, obs: Observation, attempt: int
     what = _describe(attempt, obs)
     final = what if not obs.retryable else f"{what}; maxRetries ({spec.retry.max_retries}) exhausted"
     b.set(completionTime=iso(b.now), nextAttemptAt=None)
-    b.phase(FAILED, final, "Failed", warning=True)
+    b.phase(FAILED, final, "Failed", warning=True, reason=obs.reason or "AttemptFailed")
     b.cond("Failed", True, obs.reason or "AttemptFailed", final)
     b.cond("Retrying", False, "Final", "")
     return Action(ActionKind.finish)
@@ -252,7 +255,8 @@ def _retry(b: _Builder, spec: NSMTrainingSpec, obs: Observation, attempt: int, r
         b.res.events.append(("Warning", "AttemptFailed", f"{what}; retrying now"))
         return _start(b, attempt + 1, f"{what}; attempt {attempt + 1} started")
     b.set(nextAttemptAt=iso(at))
-    b.phase(RETRYING, f"{what}; attempt {attempt + 1} in {delay:g}s", "Retrying", warning=True)
+    b.phase(RETRYING, f"{what}; attempt {attempt + 1} in {delay:g}s", "Retrying", warning=True,
+            reason=obs.reason or "AttemptFailed")
     b.cond("Retrying", True, obs.reason or "AttemptFailed", what)
     return Action(ActionKind.wait, attempt + 1, at)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "charts" / "nsm-operator" / "crds" / "nsm.dev_nsmtrainings.yaml"
+CRD_FILE = REPO / "charts" / "nsm-operator" / "crd" / "nsm.dev_nsmtrainings.yaml"
 
 
 @pytest.fixture(scope="session")

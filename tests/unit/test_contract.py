@@ -18,7 +18,7 @@ from nsm.contract import (
 from nsm.quantity import QUANTITY_PATTERN, parse_quantity
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "charts/nsm-operator/crds/nsm.dev_nsmtrainings.yaml"
+CRD = ROOT / "charts/nsm-operator/crd/nsm.dev_nsmtrainings.yaml"
 
 
 def test_exit_code_table():

@@ -47,7 +47,8 @@ def test_design_defaults():
     assert spec.early_stopping.patience == 20
     assert (spec.checkpoint.every_epochs, spec.checkpoint.keep) == (10, 3)
     assert spec.data_loader.model_dump() == {
-        "num_workers": 4, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 2,
+        # null: one worker per CPU the trainer may use, at most 4 (nsm.train.loaders.default_num_workers).
+        "num_workers": None, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 2,
     }
     assert spec.resources.gpu.product.value == "A100-40GB"
     assert (spec.retry.max_retries, spec.retry.backoff_coefficient, spec.retry.initial_delay_seconds) == (2, 2.0, 60.0)

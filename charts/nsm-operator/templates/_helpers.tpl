@@ -63,22 +63,39 @@ Name of the operator's ServiceAccount.
 {{- end }}
 
 {{/*
-Operator image reference: repository[:tag][@digest].
+registry/repository, or repository alone when the registry is empty.
+Usage: include "nsm-operator.imageName" (list registry repository)
 */}}
-{{- define "nsm-operator.image" -}}
-{{- $tag := default .Chart.AppVersion .Values.image.tag }}
-{{- if .Values.image.digest }}
-{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- define "nsm-operator.imageName" -}}
+{{- $registry := index . 0 | trimSuffix "/" }}
+{{- if $registry }}
+{{- printf "%s/%s" $registry (index . 1) }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- index . 1 }}
 {{- end }}
 {{- end }}
 
 {{/*
-Trainer image the operator puts on Jobs of NSMTrainings without spec.image.
+Operator image reference: [registry/]repository:tag[@digest].
+*/}}
+{{- define "nsm-operator.image" -}}
+{{- $name := include "nsm-operator.imageName" (list .Values.image.registry .Values.image.repository) }}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" $name $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $name $tag }}
+{{- end }}
+{{- end }}
+
+{{/*
+Trainer image the operator puts on Jobs of NSMTrainings without spec.image; its registry
+defaults to the operator's.
 */}}
 {{- define "nsm-operator.trainerImage" -}}
-{{- printf "%s:%s" .Values.operator.trainerImage.repository (default .Chart.AppVersion .Values.operator.trainerImage.tag) }}
+{{- $registry := default .Values.image.registry .Values.operator.trainerImage.registry }}
+{{- $name := include "nsm-operator.imageName" (list $registry .Values.operator.trainerImage.repository) }}
+{{- printf "%s:%s" $name (default .Chart.AppVersion .Values.operator.trainerImage.tag) }}
 {{- end }}
 
 {{/*

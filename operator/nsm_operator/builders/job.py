@@ -41,6 +41,15 @@ def _resources(training: Training) -> dict[str, Any]:
     return {"requests": requests, "limits": limits}
 
 
+def _tracking_env(training: Training) -> list[dict[str, Any]]:
+    """W&B's API key from the Secret the spec names (by reference; the spec never holds it)."""
+    wandb = training.spec.tracking.wandb
+    if wandb is None or wandb.secret_ref is None:
+        return []
+    ref = {"name": wandb.secret_ref.name, "key": wandb.secret_ref.key}
+    return [{"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": ref}}]
+
+
 def _container(training: Training, attempt: int, settings: OperatorSettings) -> dict[str, Any]:
     port = settings.trainer_metrics_port
     return {
@@ -56,6 +65,7 @@ def _container(training: Training, attempt: int, settings: OperatorSettings) -> 
             {"name": TRAINING_UID_ENV, "value": training.uid},
             # The root filesystem is read-only: caches (torch, matplotlib) go to /tmp.
             {"name": "HOME", "value": "/tmp"},
+            *_tracking_env(training),
         ],
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         "resources": _resources(training),

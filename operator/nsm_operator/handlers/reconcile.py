@@ -189,8 +189,8 @@ async def mark_failed(ctx: OperatorContext, body: Mapping[str, Any], *, reason: 
     status = body.get("status") or {}
     now = now_utc()
     conditions = set_condition(status.get("conditions") or [], "Failed", True, reason, message, now)
-    patch = {"phase": FAILED, "message": message, "failureReason": reason, "conditions": conditions,
-             "completionTime": iso(now)}  # fmt: skip
+    patch = {"phase": FAILED, "message": message, "failureReason": reason, "reason": reason,
+             "conditions": conditions, "completionTime": iso(now)}  # fmt: skip
     if status.get("phase") != FAILED:
         await ctx.kube.patch_status(meta.get("namespace") or "default", meta["name"], patch)
         domain = str((body.get("spec") or {}).get("domain"))

@@ -42,11 +42,16 @@ async def on_external_delete(ctx: OperatorContext, body: Mapping[str, Any]) -> N
 
 
 def progress_patch(body: Mapping[str, Any], price_per_gpu_hour: float, now: datetime) -> dict[str, Any]:
-    """epochSummary and costEstimate derived from the trainer's progress (empty if unchanged)."""
+    """epochSummary, valAccuracySummary and costEstimate derived from the trainer's progress (empty if
+    unchanged)."""
     status = body.get("status") or {}
     spec = body.get("spec") or {}
     patch: dict[str, Any] = {}
     summary = epoch_summary(status, int(spec.get("epochs") or 0))
+    accuracy = (status.get("progress") or {}).get("valAccuracy")
+    if isinstance(accuracy, (int, float)) and status.get("valAccuracySummary") != f"{accuracy:.3f}":
+        # kubectl's printer columns cannot format numbers: Val-Acc prints this string.
+        patch["valAccuracySummary"] = f"{accuracy:.3f}"
     if status.get("epochSummary") != summary:
         patch["epochSummary"] = summary
         try:

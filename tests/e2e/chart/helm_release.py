@@ -48,7 +48,24 @@ def release(cluster, namespace) -> Release:
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
                     "pod-security.kubernetes.io/enforce-version=latest", check=True)
     name = f"nsmop-{namespace[-5:]}"  # cluster-scoped RBAC objects need a name unique per test
-    run_helm(cluster, "install", name, str(CHART), "--namespace", namespace)
+    # --take-ownership: the CRD is cluster-wide and outlives releases (helm.sh/resource-policy:
+    # keep), so in one test session it may come from the nsm_crd fixture or an earlier release.
+    run_helm(cluster, "install", name, str(CHART), "--namespace", namespace, "--take-ownership")
     fullname = f"{name}-nsm-operator"
     yield Release(name=name, namespace=namespace, fullname=fullname, serviceaccount=fullname)
     run_helm(cluster, "uninstall", name, "--namespace", namespace, "--wait", check=False)
+
+
+def can_i(cluster, user: str, verb: str, resource: str, namespace: str | None) -> bool:
+    """`kubectl auth can-i VERB RESOURCE[/SUBRESOURCE] --as USER [-n NAMESPACE]`."""
+    # `can-i VERB TYPE/NAME` reads "jobs/status" as a name; subresources go in --subresource
+    # (but "secrets/NAME" is a name: secrets have no subresources).
+    sub = ""
+    if not resource.startswith("secrets/"):
+        resource, _, sub = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, f"--as={user}"] + ([f"--subresource={sub}"] if sub else [])
+    args += ["-n", namespace] if namespace else []
+    proc = cluster.kubectl(*args)
+    answer = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
+    assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {proc.stdout} {proc.stderr}"
+    return answer == "yes"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from tests.e2e.chart.helm_release import CHART, kube_version, release, run_helm  # noqa: F401 - fixture
+from tests.e2e.chart.helm_release import CHART, can_i as _can_i, kube_version, release, run_helm  # noqa: F401
 
 from nsm_operator.rbac import OPERATOR_RULES
 from tests.e2e.chart.operator_process import OperatorProcess, serviceaccount_kubeconfig, static_volume
@@ -69,7 +69,7 @@ def test_install_creates_the_operator(cluster, release, apiextensions_v1, k8s_ap
     assert core.read_namespaced_service_account(release.serviceaccount, ns)
     svc = core.read_namespaced_service(release.fullname, ns)
     assert [(p.name, p.port) for p in svc.spec.ports] == [("metrics", 8080)]
-    role = rbac.read_cluster_role(release.fullname)
+    role = rbac.read_cluster_role(release.fullname)  # the operator's; -edit/-view are for users
     assert _canonical([r.to_dict() for r in role.rules]) == _canonical(OPERATOR_RULES)
     binding = rbac.read_cluster_role_binding(release.fullname)
     assert [(s.kind, s.name, s.namespace) for s in binding.subjects] == [("ServiceAccount", release.serviceaccount, ns)]
@@ -88,21 +88,6 @@ def test_install_creates_the_operator(cluster, release, apiextensions_v1, k8s_ap
     assert pod.spec.service_account_name == release.serviceaccount
     events = core.list_namespaced_event(ns).items
     assert not [e.message for e in events if e.reason == "FailedCreate"], "pod creation was rejected"
-
-
-def _can_i(cluster, sa_user: str, verb: str, resource: str, namespace: str | None) -> bool:
-    # `can-i VERB TYPE/NAME` reads "jobs/status" as a name; subresources go in --subresource
-    # (and "secrets/NAME" is a name: secrets have no subresources).
-    if resource.startswith("secrets/"):
-        sub = ""
-    else:
-        resource, _, sub = resource.partition("/")
-    args = ["auth", "can-i", verb, resource, f"--as={sa_user}"] + ([f"--subresource={sub}"] if sub else [])
-    args += ["-n", namespace] if namespace else []
-    proc = cluster.kubectl(*args)
-    answer = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
-    assert answer in ("yes", "no"), f"kubectl {' '.join(args)}: {proc.stdout} {proc.stderr}"
-    return answer == "yes"
 
 
 def test_serviceaccount_can_do_exactly_the_operator_rules(cluster, release, namespace, k8s_api):
@@ -207,7 +192,7 @@ def test_rendered_chart_passes_server_side_dry_run(cluster, namespace, values):
     """`helm template | kubectl apply --dry-run=server -f -`: the API server validates every object.
     ServiceMonitor/PodMonitor/PrometheusRule are left off: the test cluster has no Prometheus
     Operator CRDs (their shape is covered by tests/unit/chart)."""
-    rendered = run_helm(cluster, "template", "dry", str(CHART), "--namespace", namespace, "--include-crds",
+    rendered = run_helm(cluster, "template", "dry", str(CHART), "--namespace", namespace,
                         "--kube-version", kube_version(), *values).stdout
     kinds = {d["kind"] for d in yaml.safe_load_all(rendered) if d}
     assert {"Deployment", "ClusterRole", "CustomResourceDefinition"} <= kinds

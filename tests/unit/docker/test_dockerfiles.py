@@ -1,6 +1,7 @@
 """The images under docker/: hadolint (pinned rules in .hadolint.yaml), their structure (two stages,
-non-root uid 1000, ENTRYPOINT the program and flags in CMD), their pins, and the install commands
-they run, executed here (no Docker engine on CI machines; see test_*_install below)."""
+non-root uid 1000, ENTRYPOINT the program and flags in CMD), their pins, `make images`' command
+lines, and the install commands they run, executed here (no Docker engine on CI machines; see
+test_*_install below)."""
 
 from __future__ import annotations
 
@@ -95,8 +96,16 @@ def _exec_form(dockerfile: Path, op: str) -> list[str]:
 
 
 def test_trainer_image():
-    base = _arg_default(TRAINER, "CUDA_IMAGE")
-    assert re.fullmatch(r"nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu2[24]\.04", base), base
+    # A slim Python base: the CUDA libraries come with torch's nvidia-* wheels; a CUDA base
+    # image would ship them a second time (docs/images.md).
+    base = _arg_default(TRAINER, "PYTHON_IMAGE")
+    assert re.fullmatch(r"python:3\.1[1-3]-slim(-\w+)?", base), base
+    assert "nvidia/cuda" not in TRAINER.read_text().split("ARG PYTHON_IMAGE", 1)[1]
+    build, runtime = _stages(TRAINER)
+    # Dependencies are installed in the build stage; the runtime stage only copies the venv.
+    assert any(op == "RUN" and "/opt/venv/bin/pip install" in args for op, args in build)
+    assert not any(op == "RUN" and "pip" in args for op, args in runtime)
+    assert ("COPY", "--from=build /opt/venv /opt/venv") in runtime
     assert _exec_form(TRAINER, "ENTRYPOINT") == ["nsm"]
     cmd = _exec_form(TRAINER, "CMD")
     assert cmd == ["train", "-f", "/etc/nsm/training.yaml", "--output-dir", "/checkpoints", "--resume", "auto",
@@ -112,6 +121,65 @@ def test_operator_image():
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", _arg_default(OPERATOR, "PYTHON_IMAGE"))
     assert _exec_form(OPERATOR, "ENTRYPOINT") == ["nsm-operator"]
     assert _exec_form(OPERATOR, "CMD") == ["--liveness=http://0.0.0.0:8081/healthz"]
+
+
+def _buildx_parser():
+    """The `docker buildx build` options `make images` may use, as docker defines them."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="docker buildx build", exit_on_error=False, add_help=False)
+    parser.add_argument("--platform", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--build-arg", action="append", default=[])
+    parser.add_argument("-f", "--file", required=True)
+    parser.add_argument("-t", "--tag", action="append", required=True)
+    parser.add_argument("context")
+    return parser
+
+
+def _make_images(*overrides: str) -> list[list[str]]:
+    """`make -n images` (print, do not run: no Docker engine here) -> the commands' argv."""
+    import shlex
+
+    proc = subprocess.run(["make", "--no-print-directory", "-n", "images", *overrides], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [shlex.split(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("push", [False, True], ids=["load", "push"])
+def test_make_images_command_lines(push):
+    overrides = ["IMAGE_REGISTRY=registry.example.com/ml", "IMAGE_TAG=1.2.3"] + (["PUSH=1"] if push else [])
+    commands = _make_images(*overrides)
+    assert len(commands) == 2
+    tags = {}
+    for argv in commands:
+        assert argv[:3] == ["docker", "buildx", "build"], argv
+        args = _buildx_parser().parse_args(argv[3:])  # an unknown or malformed option raises
+        assert args.context == "."
+        assert (REPO / args.file).is_file(), args.file
+        (tag,) = args.tag
+        tags[Path(args.file).name] = tag
+        output = dict(kv.split("=", 1) for kv in args.output.split(","))
+        assert output == {"type": "registry" if push else "docker", "rewrite-timestamp": "true"}
+        build_args = dict(a.split("=", 1) for a in args.build_arg)
+        assert re.fullmatch(r"[0-9]+", build_args["SOURCE_DATE_EPOCH"]), build_args
+        assert args.platform == "linux/amd64"
+    assert tags == {"operator.Dockerfile": "registry.example.com/ml/nsm-operator:1.2.3",
+                    "trainer.Dockerfile": "registry.example.com/ml/nsm-trainer:1.2.3"}
+
+
+def test_make_images_defaults_to_what_the_chart_deploys():
+    """Without overrides, the tags are the chart's default images (registry + repository,
+    appVersion), so `make images PUSH=1` publishes exactly what `helm install` pulls."""
+    import yaml
+
+    chart = yaml.safe_load((REPO / "charts/nsm-operator/Chart.yaml").read_text())
+    values = yaml.safe_load((REPO / "charts/nsm-operator/values.yaml").read_text())
+    registry = values["image"]["registry"]
+    expected = {f"{registry}/{values['image']['repository']}:{chart['appVersion']}",
+                f"{registry}/{values['operator']['trainerImage']['repository']}:{chart['appVersion']}"}
+    assert {_buildx_parser().parse_args(argv[3:]).tag[0] for argv in _make_images()} == expected
 
 
 def test_operator_requirements_are_the_pyproject_pins():

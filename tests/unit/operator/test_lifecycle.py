@@ -191,4 +191,29 @@ def test_every_status_field_written_is_in_the_crd_schema():
         written |= set(step(s, status, obs, T0).status)
     written |= set(step(spec(suspend=True), {"phase": "Running", "attempts": 1}, None, T0).status)
     written |= {"activeJob", "epochSummary", "observedGeneration"}  # set by handlers/reconcile.py
+    written |= {"valAccuracySummary"}  # set by handlers/training.py
     assert written <= known, written - known
+
+
+@pytest.mark.parametrize(
+    ("status", "obs", "suspend", "phase", "reason"),
+    [
+        ({}, None, False, "Pending", "AttemptCreated"),
+        ({"phase": "Pending", "attempts": 1}, Observation(State.queued), False, "Queued", "WaitingForAdmission"),
+        ({"phase": "Pending", "attempts": 1}, Observation(State.running, started_at=T0), False, "Running",
+         "AttemptRunning"),
+        ({"phase": "Running", "attempts": 1, "retries": 0}, Observation(State.failed, exit_code=137, reason="OOMKilled"),
+         False, "Retrying", "OOMKilled"),
+        ({"phase": "Running", "attempts": 1, "retries": 0}, Observation(State.failed, exit_code=1), False, "Retrying",
+         "AttemptFailed"),
+        ({"phase": "Running", "attempts": 3, "retries": 2}, Observation(State.failed, reason="DeadlineExceeded"),
+         False, "Failed", "DeadlineExceeded"),
+        ({"phase": "Running", "attempts": 1}, None, True, "Suspended", "SuspendRequested"),
+        ({"phase": "Running", "attempts": 1, "reason": "AttemptRunning"}, Observation(State.succeeded), False,
+         "Succeeded", None),
+    ],
+)
+def test_reason_says_why_the_training_is_in_its_phase(status, obs, suspend, phase, reason):
+    """status.reason (kubectl get -o wide's Reason column); cleared once the training succeeded."""
+    _, st = run(spec(suspend=suspend), status, obs)
+    assert (st["phase"], st["reason"]) == (phase, reason)

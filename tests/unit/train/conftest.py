@@ -33,3 +33,18 @@ def run_tiny(tmp_path):
 
 def without_timing(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in history]
+
+
+class Crash(Exception):
+    """Raised by :func:`crash_after_epoch`'s log callback: the run dies like a killed attempt."""
+
+
+def crash_after_epoch(epoch: int):
+    """A ``log=`` callback for ``run_tiny`` that raises :class:`Crash` once ``epoch`` is logged
+    (its checkpoint and history are already written)."""
+
+    def log(line: str) -> None:
+        if line.startswith(f"epoch {epoch:>4}/"):
+            raise Crash
+
+    return log

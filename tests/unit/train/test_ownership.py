@@ -11,16 +11,21 @@ from nsm.train.ownership import move_aside, run_files, shape_errors
 
 
 def test_move_aside_moves_only_run_files_and_deletes_nothing(tmp_path):
-    for name in ("last.pt", "best.pt", "epoch-0010.pt", "history.json", "results.json", "fence.json", "notes.txt"):
+    for name in ("last.pt", "best.pt", "epoch-0010.pt", "history.json", "results.json", "wandb-run-id",
+                 "fence.json", "notes.txt"):
         (tmp_path / name).write_text(name)
-    (tmp_path / "calls").mkdir()
+    for name in ("calls", "tensorboard", "wandb"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "tensorboard" / "events.out").write_text("x")
     record = move_aside(tmp_path, "0123456789abcdef")
     target = tmp_path / record["path"].rsplit("/", 1)[-1]
-    assert record["files"] == 5 and record["previousUid"] == "0123456789abcdef"
+    assert record["files"] == 8 and record["previousUid"] == "0123456789abcdef"
     assert target.name.startswith("previous-") and target.name.endswith("-01234567")
     assert sorted(p.name for p in target.iterdir()) == ["best.pt", "epoch-0010.pt", "history.json", "last.pt",
-                                                       "results.json"]  # fmt: skip
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["fence.json", "notes.txt"]
+                                                       "results.json", "tensorboard", "wandb", "wandb-run-id"]
+    assert (target / "tensorboard" / "events.out").exists()  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("previous-")) == [
+        "calls", "fence.json", "notes.txt"]
     assert run_files(tmp_path) == []
     again = move_aside(tmp_path, "0123456789abcdef")  # same second: a second directory, never a merge
     assert again["path"] != record["path"] and again["files"] == 0

@@ -8,7 +8,7 @@ from nsm.train import TrainingDiverged
 from nsm.train import loop as loop_module
 from nsm.train.checkpoint import load_checkpoint
 
-from .conftest import without_timing
+from .conftest import Crash, crash_after_epoch, without_timing
 
 
 def test_run_writes_history_results_and_checkpoints(run_tiny):
@@ -80,15 +80,8 @@ def test_bf16_autocast_on_cpu_trains(run_tiny):
 def test_resume_in_process_equals_uninterrupted(run_tiny, tmp_path):
     full, _ = run_tiny(tmp_path / "full", epochs=5, optimization={"lrSchedule": "cosine"})
 
-    class Crash(Exception):
-        pass
-
-    def crash_after_epoch_2(line):
-        if line.startswith("epoch    2/"):
-            raise Crash
-
     with pytest.raises(Crash):
-        run_tiny(tmp_path / "resumed", log=crash_after_epoch_2, epochs=5, optimization={"lrSchedule": "cosine"})
+        run_tiny(tmp_path / "resumed", log=crash_after_epoch(2), epochs=5, optimization={"lrSchedule": "cosine"})
     assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 2
     resumed, _ = run_tiny(tmp_path / "resumed", epochs=5, optimization={"lrSchedule": "cosine"})
     assert resumed["resumed_from_epoch"] == 2

@@ -138,3 +138,17 @@ def test_existing_claim_is_mounted(make_training, settings):
 def test_attempt_must_be_positive(make_training, settings):
     with pytest.raises(ValueError, match="attempt"):
         build_job(make_training(), 0, settings)
+
+
+def _env(job: dict) -> list[dict]:
+    return job["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
+def test_wandb_key_comes_from_the_secret_by_reference(make_training, settings):
+    """spec.tracking.wandb.secretRef -> WANDB_API_KEY from the Secret; the key never enters the spec.
+    Without a secretRef (or without wandb) no such variable: the trainer logs offline."""
+    tracking = {"wandb": {"project": "nsm", "secretRef": {"name": "wandb-key", "key": "api-key"}}}
+    env = _env(build_job(make_training(tracking=tracking), 1, settings))
+    assert {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb-key", "key": "api-key"}}} in env
+    for spec in ({}, {"tracking": {"wandb": {"project": "nsm"}}}, {"tracking": {"tensorboard": True}}):
+        assert not [e for e in _env(build_job(make_training(**spec), 1, settings)) if e["name"] == "WANDB_API_KEY"]

@@ -1,4 +1,4 @@
-"""Pure parts of the NSMTraining handlers: epochSummary and costEstimate from progress."""
+"""Pure parts of the NSMTraining handlers: epochSummary, valAccuracySummary and costEstimate from\nprogress."""
 
 from __future__ import annotations
 
@@ -34,3 +34,17 @@ def test_progress_patch_leaves_final_cost_alone():
     body = {"metadata": {"name": "t"}, "spec": {"domain": "kg"},
             "status": {"phase": "Succeeded", "progress": {"epoch": 5, "epochs": 5}}}  # fmt: skip
     assert progress_patch(body, 1.0, T0) == {"epochSummary": "5/5"}
+
+
+def test_progress_patch_rounds_val_accuracy_for_kubectl():
+    """kubectl cannot format a number column: Val-Acc prints the 3-decimal string written here."""
+    body = {"metadata": {"name": "t"}, "spec": {"domain": "kg", "epochs": 5},
+            "status": {"phase": "Succeeded", "epochSummary": "5/5",
+                       "progress": {"epoch": 5, "epochs": 5, "valAccuracy": 0.87349}}}  # fmt: skip
+    assert progress_patch(body, 1.0, T0) == {"valAccuracySummary": "0.873"}
+    body["status"]["valAccuracySummary"] = "0.873"
+    assert progress_patch(body, 1.0, T0) == {}
+    body["status"]["progress"]["valAccuracy"] = 1
+    assert progress_patch(body, 1.0, T0) == {"valAccuracySummary": "1.000"}
+    body["status"]["progress"]["valAccuracy"] = None  # no validation yet: no column value
+    assert progress_patch(body, 1.0, T0) == {}
