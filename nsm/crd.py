@@ -24,8 +24,25 @@ from nsm.spec import API_GROUP, API_VERSION, KIND, MAX_NAME_LENGTH, PLURAL, SHOR
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
 # JSON-pointer-ish paths (camelCase property names from the spec root) that hold a quantity.
 QUANTITY_PATHS = frozenset({("resources", "cpu"), ("resources", "memory"), ("checkpoint", "storage", "size")})
-# Fields that may not change once the training exists.
-IMMUTABLE_PATHS = frozenset({("domain",)})
+# Fields that may not change once the training exists: a new domain is a new training, and a new
+# target would start a second attempt elsewhere while the first keeps its GPU.
+IMMUTABLE_PATHS = frozenset({("domain",), ("target",)})
+# CEL twins of the cross-field checks NSMTrainingSpec makes in pydantic (the models of
+# nsm/placement.py carry their own in json_schema_extra). A field holding null counts as unset.
+CROSS_FIELD_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
+    ("retry",): [{
+        "rule": "self.maxDelaySeconds >= self.initialDelaySeconds",
+        "message": "retry.maxDelaySeconds must be >= retry.initialDelaySeconds",
+        "fieldPath": ".maxDelaySeconds",
+    }],
+    (): [
+        {"rule": f"!has(self.dataset) || !has(self.dataset.{field}) || self.domain in {list(domains)}",
+         "message": f"dataset.{field} does not apply to this domain (only {', '.join(domains)})",
+         "fieldPath": f".dataset.{field}"}
+        for field, domains in (("numProblems", ("planning",)), ("numScenarios", ("causal",)),
+                               ("numEntities", ("kg",)), ("numTriples", ("kg",)))
+    ],
+}  # fmt: skip
 
 _DROP_KEYS = {"title", "additionalProperties"}
 
@@ -42,7 +59,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 PHASES = ["Pending", "Queued", "Running", "Retrying", "Succeeded", "Failed", "Suspended"]
-CONDITION_TYPES = ["Created", "Running", "Retrying", "Succeeded", "Failed", "Suspended"]
+CONDITION_TYPES = ["Ready", "Created", "Running", "Retrying", "Succeeded", "Failed", "Suspended"]
 
 
 def _s(type_: str, description: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -64,17 +81,19 @@ STATUS_SCHEMA: dict[str, Any] = _s(
         "phase": _s("string", "Lifecycle phase.", enum=PHASES),
         "conditions": _s(
             "array",
-            "Standard conditions; lastTransitionTime changes only when status changes.",
+            "Standard conditions; lastTransitionTime changes only when status changes. Ready is True "
+            "once the training succeeded (kubectl wait --for=condition=Ready).",
             items=_s(
                 "object",
                 "One aspect of the training's state.",
                 properties={
-                    "type": _s("string", "Aspect: Created, Running, Retrying, Succeeded, Failed, Suspended.",
+                    "type": _s("string", "Aspect: Created, Running, Retrying, Succeeded, Failed, Suspended, Ready (summary).",
                                enum=CONDITION_TYPES),
                     "status": _s("string", "Whether the condition holds.", enum=["True", "False", "Unknown"]),
                     "reason": _s("string", "Machine-readable CamelCase reason of the last transition."),
                     "message": _s("string", "Human-readable details."),
                     "lastTransitionTime": _s("string", "When status last changed.", format="date-time"),
+                    "observedGeneration": _s("integer", "metadata.generation this condition was set for.", minimum=0),
                 },
                 required=["type", "status"],
             ),
@@ -154,14 +173,26 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: tuple[str, ...]) 
         node = {**inner, **node, "nullable": True}
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _DROP_KEYS:
-            continue
+        if key in _DROP_KEYS and not (key == "additionalProperties" and isinstance(value, dict)):
+            continue  # a dict field's value schema stays: nodeSelector values are label values
         if key == "default" and value is None:
             continue
         if key == "properties":
             value = {k: _convert(v, defs, (*path, k)) for k, v in value.items()}
-        elif key == "items":
-            value = _convert(value, defs, path)
+        elif key in ("items", "additionalProperties"):
+            value = _element(key, _convert(value, defs, path), path)
+        elif key == "propertyNames":
+            continue  # not in the CRD dialect; a key pattern arrives as patternProperties
+        elif key == "patternProperties":
+            # Not in the CRD dialect either: the value schema becomes additionalProperties and
+            # the key pattern a CEL rule (map keys are label keys, at most 317 characters).
+            ((pattern, inner),) = value.items()
+            out["additionalProperties"] = _element("additionalProperties", _convert(inner, defs, path), path)
+            rules = out.setdefault("x-kubernetes-validations", [])
+            rules.append({"rule": f"self.all(k, k.matches({_cel_string(pattern)}))",
+                          "message": "keys must be label keys ([prefix/]name)"})
+            out["maxProperties"] = 64
+            continue
         elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
             out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
             value = True
@@ -171,11 +202,28 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: tuple[str, ...]) 
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
         out["x-kubernetes-int-or-string"] = True
         out["minimum"] = 0  # the pattern checks strings only; `cpu: -4` is an integer
+    rules = list(out.pop("x-kubernetes-validations", [])) + CROSS_FIELD_RULES.get(path, [])
     if path in IMMUTABLE_PATHS:
-        out["x-kubernetes-validations"] = [
-            {"rule": "self == oldSelf", "message": f"spec.{'.'.join(path)} is immutable"}
-        ]
+        rules.append({"rule": "self == oldSelf", "message": f"spec.{'.'.join(path)} is immutable"})
+    if rules:
+        out["x-kubernetes-validations"] = rules
     return _ordered(out)
+
+
+def _element(key: str, node: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """A list item's or map value's schema explains itself (`kubectl explain` shows it on its own)."""
+    if "description" not in node:
+        field = path[-1] if path else "spec"
+        what = "One entry of" if key == "items" else "The value of one key of"
+        node = _ordered({**node, "description": f"{what} {field}."})
+    return node
+
+
+def _cel_string(text: str) -> str:
+    """``text`` as a CEL raw string literal."""
+    if "'" in text:
+        raise ValueError(f"pattern {text!r}: quotes are not supported in CEL raw strings here")
+    return f"r'{text}'"
 
 
 def _ordered(node: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,8 @@ for that domain), else the embedded default run (:mod:`nsm.train.defaults`, what
 trains). Flags then override the spec; ``--set path.to.field=value`` reaches any other field.
 
 Exit codes (the operator's Job podFailurePolicy depends on them): 0 done, 2 invalid spec,
-3 diverged (NaN/inf loss), 1 anything else.
+3 diverged (NaN/inf loss), 143 (130) stopped by SIGTERM (SIGINT) after writing ``last.pt`` at the
+exact position (retryable: ``--resume auto`` continues mid-epoch), 1 anything else.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ def handle(args: argparse.Namespace) -> int:
         return ExitCode.INVALID_SPEC
 
     from nsm.train import TrainingDiverged
+    from nsm.train.errors import TrainingPreempted
     from nsm.train.trainer import RunOptions, Trainer
 
     out = args.output_dir or Path("runs") / training.metadata.name
@@ -210,6 +212,9 @@ def handle(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"nsm train: {exc}; see {out / RESULTS_FILE}", file=sys.stderr)
         return ExitCode.DIVERGED
+    except TrainingPreempted as exc:  # ExitCode.PREEMPTED (SIGTERM) or INTERRUPTED (SIGINT)
+        print(f"nsm train: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("nsm train: interrupted; resume with --resume auto", file=sys.stderr)
         return ExitCode.INTERRUPTED

@@ -1,6 +1,6 @@
 """Synthetic reasoning datasets (planning, causal, kg) as packed typed graphs."""
 
-from nsm.data.base import GENERATOR_VERSION, GeneratedDataset
+from nsm.data.base import GENERATOR_VERSION, TIERS, GeneratedDataset
 from nsm.data.causal import generate_causal
 from nsm.data.dataset import (
     DEFAULT_PARAMS,
@@ -13,6 +13,7 @@ from nsm.data.dataset import (
     default_cache_dir,
     generate_dataset,
     load_dataset,
+    split_dataset,
     split_indices,
 )
 from nsm.data.graph import GraphBatch, GraphStore
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_PARAMS",
     "DOMAINS",
     "GENERATOR_VERSION",
+    "TIERS",
     "VALIDATION_PARAMS",
     "BatchedGraphDataset",
     "GeneratedDataset",
@@ -37,5 +39,6 @@ __all__ = [
     "generate_kg",
     "generate_planning",
     "load_dataset",
+    "split_dataset",
     "split_indices",
 ]

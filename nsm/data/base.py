@@ -9,7 +9,7 @@ can predict the label; only how the graph is wired does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,9 @@ from nsm.data.graph import GraphStore
 Graph = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 # Bump whenever any generator's output changes for the same parameters: it is part of the cache key.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+
+TIERS: tuple[str, ...] = ("standard", "deep")
 
 
 @dataclass
@@ -32,16 +34,45 @@ class GeneratedDataset:
         feature_vocab: vocabulary size of each categorical column of ``store.x``.
         relation_names: the domain's fixed relation vocabulary (``edge_type`` indexes it).
         params: every generation parameter (domain sizes, ``seed``, ``generator_version``).
+        groups: ``[G]`` long; graphs that share a group must fall on the same side of every
+            split (a matched pair; in kg every pair about the same (rule, head)).
+        test_only: ``[G]`` bool or None; graphs reserved for the test split (the deep tier's
+            larger graphs with longer paths, which training never sees).
+        info: ``[G, k]`` long per-graph metadata or None (kg: the candidate triple's
+            ``(rule, head, tail)`` world ids, for leakage audits).
     """
 
     store: GraphStore
     feature_vocab: list[int]
     relation_names: tuple[str, ...]
     params: dict[str, Any] = field(default_factory=dict)
+    groups: torch.Tensor | None = None
+    test_only: torch.Tensor | None = None
+    info: torch.Tensor | None = None
+
+    @classmethod
+    def from_packed(cls, packed: "Packed", feature_vocab: list[int], relation_names: tuple[str, ...],
+                    params: dict[str, Any]) -> "GeneratedDataset":
+        return cls(packed.store, list(feature_vocab), relation_names, params, packed.groups,
+                   packed.test_only, packed.info)
 
     @property
     def num_relations(self) -> int:
         return len(self.relation_names)
+
+
+# Share of the deep tier's pairs drawn from the larger test regime (the whole test split).
+DEEP_TEST_FRACTION = 0.15
+
+
+def check_tier(name: str, tier: str) -> None:
+    if tier not in TIERS:
+        raise ValueError(f"{name}: tier must be one of {TIERS}, got {tier!r}")
+
+
+def deep_test_pairs(num_samples: int) -> int:
+    """Pairs of the deep tier's test regime: :data:`DEEP_TEST_FRACTION` of the samples, >= 1."""
+    return max(1, int(round(DEEP_TEST_FRACTION * num_samples / 2)))
 
 
 def make_rng(seed: int) -> np.random.Generator:
@@ -85,23 +116,52 @@ def collect_pairs(
     return pairs
 
 
+@dataclass
+class Packed:
+    """:func:`pack_pairs`' output; ``info`` is ``[G, k]`` long per-graph metadata, or None."""
+
+    store: GraphStore
+    groups: torch.Tensor
+    test_only: torch.Tensor | None = None
+    info: torch.Tensor | None = None
+
+
 def pack_pairs(
     pairs: list[tuple[Graph, Graph]],
     rng: np.random.Generator,
     num_samples: int,
-) -> GraphStore:
+    keys: Sequence[Hashable] | None = None,
+    test_only: Sequence[bool] | None = None,
+    info: Sequence[tuple[Sequence[int], Sequence[int]]] | None = None,
+) -> Packed:
     """Flatten ``(positive, negative)`` pairs, keep ``num_samples`` graphs, shuffle, and pack.
 
-    When ``num_samples`` is odd the last pair contributes only its positive graph.
+    Both graphs of a pair get the same group id; pairs with equal ``keys[i]`` share one too (kg
+    keys pairs by (rule, head), so no candidate triple of the test split is ever seen in
+    training). ``test_only[i]`` marks pairs reserved for the test split; ``info[i]`` holds the
+    (positive, negative) metadata rows of pair ``i``. When ``num_samples`` is odd the last pair
+    contributes only its positive graph.
     """
+    ids: dict[Hashable, int] = {}
+    pair_group = [ids.setdefault(keys[i] if keys is not None else ("pair", i), len(ids)) for i in range(len(pairs))]
     graphs: list[Graph] = []
     labels: list[int] = []
-    for pos, neg in pairs:
+    groups: list[int] = []
+    reserved: list[bool] = []
+    rows: list[Sequence[int]] = []
+    for i, (pos, neg) in enumerate(pairs):
         graphs += [pos, neg]
         labels += [1, 0]
-    graphs, labels = graphs[:num_samples], labels[:num_samples]
-    order = rng.permutation(len(graphs))
-    return GraphStore.from_graphs([graphs[i] for i in order], [labels[i] for i in order])
+        groups += [pair_group[i]] * 2
+        reserved += [bool(test_only[i]) if test_only is not None else False] * 2
+        rows += list(info[i]) if info is not None else []
+    order = rng.permutation(min(len(graphs), num_samples)).tolist()
+    return Packed(
+        store=GraphStore.from_graphs([graphs[i] for i in order], [labels[i] for i in order]),
+        groups=torch.tensor([groups[i] for i in order], dtype=torch.long),
+        test_only=torch.tensor([reserved[i] for i in order], dtype=torch.bool) if test_only is not None else None,
+        info=torch.tensor([list(rows[i]) for i in order], dtype=torch.long) if info is not None else None,
+    )
 
 
 def permuted_graph(

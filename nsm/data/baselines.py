@@ -68,6 +68,70 @@ def marked_degree_features(
     return out[:, 1:].reshape(g, -1)
 
 
+def typed_walk_features(
+    store: GraphStore, num_relations: int, depth: int, role_column: int = ROLE_COLUMN
+) -> tuple[Tensor, list[tuple[int, ...]]]:
+    """Counts of relation-typed walks of length ``1..depth`` from the role-1 to the role-2 nodes.
+
+    A step follows one edge of relation ``r`` either forwards (step id ``r``) or backwards (step
+    id ``num_relations + r``), so ``colleague_of``'s ``h -works_for-> y <-works_for- t`` is the
+    walk ``(works_for, ~works_for)``. Walks are propagated for all graphs at once (one
+    ``index_add`` per step on the block-diagonal adjacency); a prefix that reaches no node in any
+    graph is not extended. Returns ``([G, M] float64 counts, the M step sequences)``, keeping
+    only sequences that end on a role-2 node in at least one graph.
+    """
+    g = len(store)
+    node_graph = torch.repeat_interleave(torch.arange(g), store.num_nodes())
+    shift = torch.repeat_interleave(store.node_ptr[:-1], store.num_edges())
+    src, dst = store.edge_index[0] + shift, store.edge_index[1] + shift
+    role = store.x[:, role_column]
+    steps = []
+    for r in range(num_relations):
+        keep = store.edge_type == r
+        steps.append((src[keep], dst[keep]))
+    steps += [(d, s) for s, d in steps]  # backwards steps
+    end = (role == 2).double()
+    frontier: list[tuple[tuple[int, ...], Tensor]] = [((), (role == 1).double())]
+    columns: list[Tensor] = []
+    names: list[tuple[int, ...]] = []
+    for _ in range(depth):
+        grown = []
+        for seq, vec in frontier:
+            for k, (a, b) in enumerate(steps):
+                out = torch.zeros_like(vec).index_add_(0, b, vec[a])
+                if not bool(out.any()):
+                    continue
+                grown.append((seq + (k,), out))
+                count = torch.zeros(g, dtype=torch.float64).index_add_(0, node_graph, out * end)
+                if bool(count.any()):
+                    columns.append(count)
+                    names.append(seq + (k,))
+        frontier = grown
+    feats = torch.stack(columns, 1) if columns else torch.zeros(g, 0, dtype=torch.float64)
+    return feats, names
+
+
+def typed_walk_accuracies(
+    store: GraphStore, num_relations: int, train_idx: Tensor, test_idx: Tensor, max_depth: int = 4
+) -> dict[int, float]:
+    """Test accuracy of a logistic regression on log(1 + typed-walk counts), per depth ``1..max_depth``.
+
+    The strongest "no reasoning beyond depth d" reader: it sees every typed path between the
+    marked nodes up to length d. It solves a task whose label is bounded-depth typed
+    reachability at that depth, so a GNN scoring like it shows nothing beyond that.
+    """
+    feats, names = typed_walk_features(store, num_relations, max_depth)
+    lengths = torch.tensor([len(n) for n in names], dtype=torch.long)
+    y = store.y
+    out = {}
+    for d in range(1, max_depth + 1):
+        x = torch.log1p(feats[:, lengths <= d])
+        if x.size(1) == 0:
+            x = torch.zeros(len(store), 1, dtype=torch.float64)
+        out[d] = logistic_regression_accuracy(x[train_idx], y[train_idx], x[test_idx], y[test_idx])
+    return out
+
+
 def logistic_regression_accuracy(
     x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, l2: float = 1e-3, max_iter: int = 100
 ) -> float:
@@ -142,8 +206,13 @@ def tree_accuracy(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tens
     return float(np.mean(pred == yte))
 
 
-def run_baselines(dataset: "NSMDataset", train_idx: Tensor, test_idx: Tensor) -> dict[str, float]:
-    """Test accuracies of the shortcut classifiers (all should stay near 0.5).
+def run_baselines(
+    dataset: "NSMDataset", train_idx: Tensor, test_idx: Tensor, walk_depth: int = 0
+) -> dict[str, float]:
+    """Test accuracies of the shortcut classifiers (all should stay near 0.5), and the typed-walk counter.
+
+    With ``walk_depth > 0`` it also returns ``typed_walk_d1 .. typed_walk_d{walk_depth}``
+    (:func:`typed_walk_accuracies`), which is *not* a shortcut: it reads the wiring up to depth d.
 
     Returns:
         ``majority``; ``size_logreg`` and ``size_tree`` on ``[num_nodes, num_edges]`` and
@@ -165,4 +234,7 @@ def run_baselines(dataset: "NSMDataset", train_idx: Tensor, test_idx: Tensor) ->
     if len(dataset.feature_vocab) > ROLE_COLUMN:  # datasets without a role column skip it
         deg = marked_degree_features(store, dataset.num_relations, dataset.feature_vocab[ROLE_COLUMN])
         out["marked_degree"] = logistic_regression_accuracy(deg[tr], y[tr], deg[te], y[te])
+        if walk_depth > 0:
+            walks = typed_walk_accuracies(store, dataset.num_relations, tr, te, walk_depth)
+            out.update({f"typed_walk_d{d}": acc for d, acc in walks.items()})
     return out

@@ -21,7 +21,16 @@ from collections import deque
 
 import numpy as np
 
-from nsm.data.base import GENERATOR_VERSION, GeneratedDataset, collect_pairs, make_rng, pack_pairs, permuted_graph
+from nsm.data.base import (
+    GENERATOR_VERSION,
+    GeneratedDataset,
+    check_tier,
+    collect_pairs,
+    deep_test_pairs,
+    make_rng,
+    pack_pairs,
+    permuted_graph,
+)
 
 RELATION_NAMES: tuple[str, ...] = ("causes", "latent_cause", "intervenes", "measured_by")
 CAUSES, LATENT_CAUSE, INTERVENES, MEASURED_BY = range(4)
@@ -32,6 +41,13 @@ FEATURE_VOCAB: list[int] = [len(NODE_KINDS), len(ROLES)]
 OBSERVED, LATENT, INTERVENTION, MEASUREMENT = range(4)
 
 MAX_PATH = 3
+
+# The standard tier: 12-20 observed variables, a causal path of 1..MAX_PATH edges.
+STANDARD = {"observed": (12, 20), "path": (1, MAX_PATH)}
+# Deep tier: label = any directed path. Training scenarios have 12-20 observed variables and
+# paths of 2-4 edges; the test scenarios have 30-40 variables and paths of 6-9 edges.
+DEEP_TRAIN = {"observed": (12, 20), "path": (2, 4)}
+DEEP_TEST = {"observed": (30, 40), "path": (6, 9)}
 
 
 def _bfs(n: int, src: np.ndarray, dst: np.ndarray, start: int) -> np.ndarray:
@@ -77,14 +93,16 @@ def _sample_dag(rng: np.random.Generator, n: int, num_edges: int) -> tuple[np.nd
 
 
 def _making_swap(
-    rng: np.random.Generator, n: int, src: np.ndarray, dst: np.ndarray, t: int, o: int
+    rng: np.random.Generator, n: int, src: np.ndarray, dst: np.ndarray, t: int, o: int,
+    path: tuple[int, int] = (1, MAX_PATH),
 ) -> tuple[int, int] | None:
-    """A pair of edge positions whose target swap creates a T -> O path of <= MAX_PATH edges."""
+    """A pair of edge positions whose target swap makes the shortest T -> O path ``path[0]..path[1]`` edges."""
+    lo, hi = path
     d_t = _bfs(n, src, dst, t)
     d_o = _bfs(n, dst, src, o)  # distances *to* o
     existing = set(zip(src.tolist(), dst.tolist()))
-    first = np.flatnonzero((d_t[src] >= 0) & (d_t[src] <= MAX_PATH - 1))
-    second = np.flatnonzero((d_o[dst] >= 0) & (d_o[dst] <= MAX_PATH - 1))
+    first = np.flatnonzero((d_t[src] >= 0) & (d_t[src] <= hi - 1))
+    second = np.flatnonzero((d_o[dst] >= 0) & (d_o[dst] <= hi - 1))
     candidates: list[tuple[int, int]] = []
     weights: list[float] = []
     for e1 in first.tolist():
@@ -92,13 +110,15 @@ def _making_swap(
         for e2 in second.tolist():
             c, d = int(src[e2]), int(dst[e2])
             length = d_t[a] + 1 + d_o[d]
-            if e1 == e2 or length > MAX_PATH or a == d or c == b or b == d:
+            if e1 == e2 or not lo <= length <= hi or a == d or c == b or b == d:
                 continue
             if (a, d) in existing or (c, b) in existing:
                 continue
             s2 = dst.copy()
             s2[e1], s2[e2] = d, b
             if not _is_acyclic(n, src, s2):
+                continue
+            if lo > 1 and _bfs(n, src, s2, t)[o] < lo:  # the other new edge made a shortcut
                 continue
             candidates.append((e1, e2))
             weights.append(float(length))  # favour mediated effects over direct edges
@@ -108,9 +128,9 @@ def _making_swap(
     return candidates[int(rng.choice(len(candidates), p=w / w.sum()))]
 
 
-def _scenario(rng: np.random.Generator) -> tuple[tuple, tuple] | None:
+def _scenario(rng: np.random.Generator, regime: dict = STANDARD) -> tuple[tuple, tuple] | None:
     """One (positive, negative) pair of ``(x, src, dst, rel)`` arrays, or None to resample."""
-    n_obs = int(rng.integers(12, 21))
+    n_obs = int(rng.integers(regime["observed"][0], regime["observed"][1] + 1))
     n_lat = int(rng.integers(1, 4))
     n_meas = int(rng.integers(2, 6))
     num_causes = int(round(n_obs * rng.uniform(1.2, 1.6)))
@@ -121,7 +141,7 @@ def _scenario(rng: np.random.Generator) -> tuple[tuple, tuple] | None:
     if outcomes.size == 0:
         return None
     o = int(outcomes[int(rng.integers(outcomes.size))])
-    swap = _making_swap(rng, n_obs, c_src, c_dst, t, o)
+    swap = _making_swap(rng, n_obs, c_src, c_dst, t, o, regime["path"])
     if swap is None:
         return None
     e1, e2 = swap
@@ -160,24 +180,33 @@ def _scenario(rng: np.random.Generator) -> tuple[tuple, tuple] | None:
     return build(pos_dst), build(c_dst)
 
 
-def generate_causal(num_scenarios: int, seed: int) -> GeneratedDataset:
+def generate_causal(num_scenarios: int, seed: int, tier: str = "standard") -> GeneratedDataset:
     """``num_scenarios`` causal scenario graphs, half with a causal treatment -> outcome effect.
 
     Args:
         num_scenarios: number of graphs (matched positive/negative pairs, shuffled).
         seed: seed of the numpy ``PCG64`` generator; the output depends on nothing else.
+        tier: ``standard`` (paths of at most :data:`MAX_PATH` edges) or ``deep`` (any length;
+            test scenarios larger and paths longer than in training, see :data:`DEEP_TEST`).
     """
     if num_scenarios < 2:
         raise ValueError(f"generate_causal: num_scenarios must be >= 2, got {num_scenarios}")
+    check_tier("generate_causal", tier)
     rng = make_rng(seed)
 
-    def make_pair():
-        pair = _scenario(rng)
+    def make_pair(regime: dict):
+        pair = _scenario(rng, regime)
         if pair is None:
             return None
         return permuted_graph(rng, *pair[0]), permuted_graph(rng, *pair[1])
 
-    pairs = collect_pairs("generate_causal", num_scenarios, make_pair)
-    store = pack_pairs(pairs, rng, num_scenarios)
     params = {"num_scenarios": num_scenarios, "seed": seed, "generator_version": GENERATOR_VERSION}
-    return GeneratedDataset(store, list(FEATURE_VOCAB), RELATION_NAMES, params)
+    if tier == "standard":
+        pairs = collect_pairs("generate_causal", num_scenarios, lambda: make_pair(STANDARD))
+        return GeneratedDataset.from_packed(pack_pairs(pairs, rng, num_scenarios), FEATURE_VOCAB, RELATION_NAMES, params)
+    n_test = deep_test_pairs(num_scenarios)
+    pairs = collect_pairs("generate_causal", num_scenarios - 2 * n_test, lambda: make_pair(DEEP_TRAIN))
+    test = collect_pairs("generate_causal", 2 * n_test, lambda: make_pair(DEEP_TEST))
+    packed = pack_pairs(pairs + test, rng, num_scenarios,
+                                          test_only=[False] * len(pairs) + [True] * len(test))
+    return GeneratedDataset.from_packed(packed, FEATURE_VOCAB, RELATION_NAMES, {**params, "tier": tier})

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nsm.data.base import GENERATOR_VERSION, GeneratedDataset
+from nsm.data.base import GENERATOR_VERSION, TIERS, GeneratedDataset
 from nsm.data.causal import generate_causal
 from nsm.data.graph import GraphBatch, GraphStore
 from nsm.data.kg import generate_kg
@@ -58,6 +58,10 @@ class NSMDataset:
     relation_names: tuple[str, ...]
     num_classes: int = 2
     params: dict[str, Any] = field(default_factory=dict)
+    # See GeneratedDataset: split groups, the deep tier's test-only graphs, kg's triples.
+    groups: Tensor | None = None
+    test_only: Tensor | None = None
+    info: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.store)
@@ -72,6 +76,7 @@ class NSMDataset:
             "relation_names": list(self.relation_names),
             "num_classes": self.num_classes,
             "params": dict(self.params),
+            **{k: getattr(self, k) for k in _OPTIONAL if getattr(self, k) is not None},
         }
 
     @classmethod
@@ -84,7 +89,11 @@ class NSMDataset:
             relation_names=tuple(state["relation_names"]),
             num_classes=int(state["num_classes"]),
             params=dict(state["params"]),
+            **{k: state[k] for k in _OPTIONAL if k in state},
         )
+
+
+_OPTIONAL = ("groups", "test_only", "info")
 
 
 def default_cache_dir() -> Path:
@@ -95,15 +104,28 @@ def default_cache_dir() -> Path:
     return Path(base) / "nsm" / "datasets"
 
 
-def _check_params(domain: str, params: dict[str, Any]) -> dict[str, int]:
+def _check_params(domain: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validated generation parameters: the domain's size fields plus an optional ``tier``.
+
+    ``tier`` stays out of the result when it is ``standard``, so standard-tier cache keys and
+    ``params`` look exactly as before the tier existed.
+    """
     if domain not in DOMAINS:
         raise ValueError(f"load_dataset: unknown domain {domain!r}; expected one of {DOMAINS}")
     expected = set(DEFAULT_PARAMS[domain])
-    if set(params) != expected:
+    sizes = {k: v for k, v in params.items() if k != "tier"}
+    if set(sizes) != expected:
         raise ValueError(
-            f"load_dataset: {domain} params must be exactly {sorted(expected)}, got {sorted(params)}"
+            f"load_dataset: {domain} params must be exactly {sorted(expected)} (and optionally tier), "
+            f"got {sorted(params)}"
         )
-    return {k: int(params[k]) for k in sorted(expected)}
+    clean: dict[str, Any] = {k: int(sizes[k]) for k in sorted(expected)}
+    tier = str(params.get("tier", "standard"))
+    if tier not in TIERS:
+        raise ValueError(f"load_dataset: tier must be one of {TIERS}, got {tier!r}")
+    if tier != "standard":
+        clean["tier"] = tier
+    return clean
 
 
 def cache_key(domain: str, params: dict[str, Any], seed: int) -> str:
@@ -130,6 +152,9 @@ def generate_dataset(domain: str, params: dict[str, Any], seed: int) -> NSMDatas
         relation_names=tuple(gen.relation_names),
         num_classes=2,
         params={**clean, "seed": int(seed), "generator_version": GENERATOR_VERSION},
+        groups=gen.groups,
+        test_only=gen.test_only,
+        info=gen.info,
     )
 
 
@@ -160,24 +185,71 @@ def load_dataset(domain: str, params: dict[str, Any], seed: int, cache_dir: Path
 
 
 def split_indices(
-    y: Tensor, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0
+    y: Tensor,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    groups: Tensor | None = None,
+    test_only: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Deterministic stratified split into sorted ``(train, val, test)`` index tensors."""
+    """Deterministic split into sorted ``(train, val, test)`` index tensors.
+
+    Without ``groups``: stratified per class. With ``groups``: whole groups are assigned to one
+    side (a matched pair's two graphs, or kg's pairs about one (rule, head)), so a test graph's
+    pair-mate is never in training; pairs are balanced, so the classes stay balanced too.
+    ``test_only`` (the deep tier's larger graphs) *is* the test split; the other graphs are split
+    into train and validation, validation getting ``val_fraction`` of all graphs.
+    """
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
         raise ValueError(f"split_indices: bad fractions val={val_fraction} test={test_fraction}")
     rng = np.random.Generator(np.random.PCG64(int(seed)))
     labels = np.asarray(torch.as_tensor(y).cpu().numpy())
-    parts: list[list[np.ndarray]] = [[], [], []]
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(idx.size)]
-        n_val = int(round(val_fraction * idx.size))
-        n_test = int(round(test_fraction * idx.size))
-        parts[1].append(idx[:n_val])
-        parts[2].append(idx[n_val : n_val + n_test])
-        parts[0].append(idx[n_val + n_test :])
-    train, val, test = (torch.from_numpy(np.sort(np.concatenate(p))).long() for p in parts)
-    return train, val, test
+    if groups is None:
+        if test_only is not None:
+            raise ValueError("split_indices: test_only needs groups")
+        parts: list[list[np.ndarray]] = [[], [], []]
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)
+            idx = idx[rng.permutation(idx.size)]
+            n_val = int(round(val_fraction * idx.size))
+            n_test = int(round(test_fraction * idx.size))
+            parts[1].append(idx[:n_val])
+            parts[2].append(idx[n_val : n_val + n_test])
+            parts[0].append(idx[n_val + n_test :])
+        train, val, test = (torch.from_numpy(np.sort(np.concatenate(p))).long() for p in parts)
+        return train, val, test
+    return _group_split(labels.size, np.asarray(groups), val_fraction, test_fraction, rng, test_only)
+
+
+def _group_split(
+    n: int, groups: np.ndarray, val_fraction: float, test_fraction: float,
+    rng: np.random.Generator, test_only: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    reserved = np.zeros(n, dtype=bool) if test_only is None else np.asarray(test_only, dtype=bool)
+    if np.any(np.isin(groups[reserved], groups[~reserved])):
+        raise ValueError("split_indices: a group has both test-only and other graphs")
+    side = np.zeros(n, dtype=np.int64)  # 0 train, 1 val, 2 test
+    side[reserved] = 2
+    free = np.unique(groups[~reserved])
+    free = free[rng.permutation(free.size)]
+    size = np.bincount(groups[~reserved], minlength=int(groups.max()) + 1)[free]
+    filled = np.cumsum(size) - size  # graphs placed before each group
+    quota_test = 0 if test_only is not None else int(round(test_fraction * n))
+    quota_val = int(round(val_fraction * n))
+    to_side = np.where(filled < quota_test, 2, np.where(filled < quota_test + quota_val, 1, 0))
+    lookup = np.zeros(int(groups.max()) + 1, dtype=np.int64)
+    lookup[free] = to_side
+    side[~reserved] = lookup[groups[~reserved]]
+    return tuple(torch.from_numpy(np.flatnonzero(side == s)).long() for s in (0, 1, 2))  # type: ignore[return-value]
+
+
+def split_dataset(
+    dataset: "NSMDataset", val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`split_indices` with the dataset's own groups and test-only graphs (if any)."""
+    groups = getattr(dataset, "groups", None)
+    test_only = getattr(dataset, "test_only", None)
+    return split_indices(dataset.store.y, val_fraction, test_fraction, seed, groups=groups, test_only=test_only)
 
 
 class BatchedGraphDataset(torch.utils.data.Dataset):

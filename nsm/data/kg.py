@@ -23,7 +23,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from nsm.data.base import GENERATOR_VERSION, GeneratedDataset, collect_pairs, make_rng, pack_pairs, permuted_graph
+from nsm.data.base import (
+    GENERATOR_VERSION,
+    GeneratedDataset,
+    check_tier,
+    collect_pairs,
+    deep_test_pairs,
+    make_rng,
+    pack_pairs,
+    permuted_graph,
+)
 
 RELATION_NAMES: tuple[str, ...] = (
     "parent_of",
@@ -208,19 +217,38 @@ def _subgraph(
     return nodes_arr, edges
 
 
-def generate_kg(num_entities: int, num_triples: int, seed: int) -> GeneratedDataset:
+def generate_kg(num_entities: int, num_triples: int, seed: int, tier: str = "standard") -> GeneratedDataset:
     """``num_triples`` candidate-triple subgraphs over a world of ``num_entities`` entities.
 
     Args:
-        num_entities: entities in the world KG (>= 20).
+        num_entities: entities in the world KG (>= 20); unused by the deep tier, whose samples
+            each have their own small world (:mod:`nsm.data.kg_deep`).
         num_triples: base facts in the world KG, and the number of samples (half positive).
         seed: seed of the numpy ``PCG64`` generator; the output depends on nothing else.
+        tier: ``standard`` (the four 2-hop rules) or ``deep`` (``ancestor_of`` at any depth).
     """
     if num_triples < 2:
         raise ValueError(f"generate_kg: num_triples must be >= 2, got {num_triples}")
+    check_tier("generate_kg", tier)
     rng = make_rng(seed)
+    params = {
+        "num_entities": num_entities,
+        "num_triples": num_triples,
+        "seed": seed,
+        "generator_version": GENERATOR_VERSION,
+    }
+    if tier == "deep":
+        from nsm.data.kg_deep import DEEP_FEATURE_VOCAB, DEEP_TEST, DEEP_TRAIN, deep_kg_pair
+
+        n_test = deep_test_pairs(num_triples)
+        pairs = collect_pairs("generate_kg", num_triples - 2 * n_test, lambda: deep_kg_pair(rng, DEEP_TRAIN))
+        test = collect_pairs("generate_kg", 2 * n_test, lambda: deep_kg_pair(rng, DEEP_TEST))
+        packed = pack_pairs(pairs + test, rng, num_triples, test_only=[False] * len(pairs) + [True] * len(test))
+        return GeneratedDataset.from_packed(packed, DEEP_FEATURE_VOCAB, RELATION_NAMES, {**params, "tier": tier})
     w = _World(rng, num_entities, num_triples)
     local = np.full(num_entities, -1, dtype=np.int64)
+    keys: list[tuple[int, int]] = []
+    triples: list[tuple[list[int], list[int]]] = []
 
     def make_pair():
         rule = int(rng.integers(1, 5))
@@ -239,14 +267,12 @@ def generate_kg(num_entities: int, num_triples: int, seed: int) -> GeneratedData
             x[local[core[0]], 2], x[local[tail], 2] = rule, rule
             graphs.append(permuted_graph(rng, x, src, dst, rel))
         local[nodes] = -1
+        keys.append((rule, core[0]))
+        triples.append(([rule, core[0], t], [rule, core[0], t2]))
         return graphs[0], graphs[1]
 
     pairs = collect_pairs("generate_kg", num_triples, make_pair)
-    store = pack_pairs(pairs, rng, num_triples)
-    params = {
-        "num_entities": num_entities,
-        "num_triples": num_triples,
-        "seed": seed,
-        "generator_version": GENERATOR_VERSION,
-    }
-    return GeneratedDataset(store, list(FEATURE_VOCAB), RELATION_NAMES, params)
+    # Both candidate triples of a pair are (rule, head, ·): grouping pairs by (rule, head) keeps
+    # every test triple out of training and validation.
+    packed = pack_pairs(pairs, rng, num_triples, keys=keys, info=triples)
+    return GeneratedDataset.from_packed(packed, FEATURE_VOCAB, RELATION_NAMES, params)

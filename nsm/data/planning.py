@@ -25,7 +25,16 @@ from collections import deque
 
 import numpy as np
 
-from nsm.data.base import GENERATOR_VERSION, GeneratedDataset, collect_pairs, make_rng, pack_pairs, permuted_graph
+from nsm.data.base import (
+    GENERATOR_VERSION,
+    GeneratedDataset,
+    check_tier,
+    collect_pairs,
+    deep_test_pairs,
+    make_rng,
+    pack_pairs,
+    permuted_graph,
+)
 
 RELATION_NAMES: tuple[str, ...] = (
     "precondition",
@@ -44,6 +53,12 @@ FEATURE_VOCAB: list[int] = [len(NODE_KINDS), len(ROLES)]
 LOCATION, OBJECT, FACT, ACTION = range(4)
 
 HORIZON = 2  # plan length bound; 2 * HORIZON message-passing hops
+
+# Deep tier: label = the goal is reachable at all (no horizon). Training graphs have 5-7
+# locations and goals 1-3 moves away; the test graphs have 9-12 locations and goals 4-6 moves
+# (8-12 hops) away, deeper than any path seen in training.
+DEEP_TRAIN = {"locations": (5, 7), "moves": (1, 3)}
+DEEP_TEST = {"locations": (9, 12), "moves": (4, 6)}
 
 
 def _distances(num_locations: int, roads: np.ndarray, start: int) -> np.ndarray:
@@ -70,9 +85,13 @@ def _sample_roads(rng: np.random.Generator, num_locations: int, num_roads: int) 
 
 
 def _breaking_swap(
-    rng: np.random.Generator, num_locations: int, roads: np.ndarray, init: int, goal: int
+    rng: np.random.Generator, num_locations: int, roads: np.ndarray, init: int, goal: int,
+    horizon: int | None = HORIZON,
 ) -> np.ndarray | None:
-    """Roads after a random add-target swap that puts ``goal`` beyond the horizon, or None."""
+    """Roads after a random add-target swap that puts ``goal`` beyond ``horizon`` moves, or None.
+
+    ``horizon=None`` asks for the goal to become unreachable.
+    """
     existing = {tuple(r) for r in roads.tolist()}
     candidates = []
     for i in range(len(roads)):
@@ -83,7 +102,7 @@ def _breaking_swap(
             new = roads.copy()
             new[i, 1], new[j, 1] = d, b
             dist = _distances(num_locations, new, init)
-            if dist[goal] < 0 or dist[goal] > HORIZON:
+            if dist[goal] < 0 or (horizon is not None and dist[goal] > horizon):
                 candidates.append(new)
     if not candidates:
         return None
@@ -125,38 +144,67 @@ def _encode(
     return x, np.concatenate(src), np.concatenate(dst), np.concatenate(rel)
 
 
-def generate_planning(num_problems: int, seed: int) -> GeneratedDataset:
-    """``num_problems`` planning graphs, half solvable within :data:`HORIZON` actions.
+def _standard_pair(rng: np.random.Generator):
+    L = int(rng.integers(5, 7))
+    K = 2 if rng.random() < 0.7 else 3
+    road_sets = [_sample_roads(rng, L, int(rng.integers(L - 1, L + 2))) for _ in range(K)]
+    init = rng.integers(0, L, size=K)
+    dist = _distances(L, road_sets[0], int(init[0]))
+    near = [np.flatnonzero(dist == h) for h in range(1, HORIZON + 1)]
+    near = [c for c in near if c.size]
+    if not near:
+        return None
+    # Prefer the deepest available goal half of the time so the full horizon is exercised.
+    pool = near[-1] if rng.random() < 0.5 else near[int(rng.integers(len(near)))]
+    goal = int(pool[int(rng.integers(pool.size))])
+    broken = _breaking_swap(rng, L, road_sets[0], int(init[0]), goal)
+    if broken is None:
+        return None
+    pos = _encode(L, road_sets, init, goal)
+    neg = _encode(L, [broken] + road_sets[1:], init, goal)
+    return permuted_graph(rng, *pos), permuted_graph(rng, *neg)
+
+
+def _deep_pair(rng: np.random.Generator, regime: dict[str, tuple[int, int]]):
+    """Goal reachable in ``regime["moves"]`` moves vs. unreachable (no horizon)."""
+    lo, hi = regime["locations"]
+    L = int(rng.integers(lo, hi + 1))
+    K = 2 if rng.random() < 0.7 else 3
+    road_sets = [_sample_roads(rng, L, int(rng.integers(L, L + 3))) for _ in range(K)]
+    init = rng.integers(0, L, size=K)
+    dist = _distances(L, road_sets[0], int(init[0]))
+    m_lo, m_hi = regime["moves"]
+    pool = np.flatnonzero((dist >= m_lo) & (dist <= m_hi))
+    if pool.size == 0:
+        return None
+    goal = int(pool[int(rng.integers(pool.size))])
+    broken = _breaking_swap(rng, L, road_sets[0], int(init[0]), goal, horizon=None)
+    if broken is None:
+        return None
+    pos = _encode(L, road_sets, init, goal)
+    neg = _encode(L, [broken] + road_sets[1:], init, goal)
+    return permuted_graph(rng, *pos), permuted_graph(rng, *neg)
+
+
+def generate_planning(num_problems: int, seed: int, tier: str = "standard") -> GeneratedDataset:
+    """``num_problems`` planning graphs, half solvable.
 
     Args:
         num_problems: number of graphs (matched positive/negative pairs, shuffled).
         seed: seed of the numpy ``PCG64`` generator; the output depends on nothing else.
+        tier: ``standard`` (solvable within :data:`HORIZON` actions) or ``deep`` (solvable at
+            all; test graphs larger and plans longer than in training, see :data:`DEEP_TEST`).
     """
     if num_problems < 2:
         raise ValueError(f"generate_planning: num_problems must be >= 2, got {num_problems}")
+    check_tier("generate_planning", tier)
     rng = make_rng(seed)
-
-    def make_pair():
-        L = int(rng.integers(5, 7))
-        K = 2 if rng.random() < 0.7 else 3
-        road_sets = [_sample_roads(rng, L, int(rng.integers(L - 1, L + 2))) for _ in range(K)]
-        init = rng.integers(0, L, size=K)
-        dist = _distances(L, road_sets[0], int(init[0]))
-        near = [np.flatnonzero(dist == h) for h in range(1, HORIZON + 1)]
-        near = [c for c in near if c.size]
-        if not near:
-            return None
-        # Prefer the deepest available goal half of the time so the full horizon is exercised.
-        pool = near[-1] if rng.random() < 0.5 else near[int(rng.integers(len(near)))]
-        goal = int(pool[int(rng.integers(pool.size))])
-        broken = _breaking_swap(rng, L, road_sets[0], int(init[0]), goal)
-        if broken is None:
-            return None
-        pos = _encode(L, road_sets, init, goal)
-        neg = _encode(L, [broken] + road_sets[1:], init, goal)
-        return permuted_graph(rng, *pos), permuted_graph(rng, *neg)
-
-    pairs = collect_pairs("generate_planning", num_problems, make_pair)
-    store = pack_pairs(pairs, rng, num_problems)
     params = {"num_problems": num_problems, "seed": seed, "generator_version": GENERATOR_VERSION}
-    return GeneratedDataset(store, list(FEATURE_VOCAB), RELATION_NAMES, params)
+    if tier == "standard":
+        pairs = collect_pairs("generate_planning", num_problems, lambda: _standard_pair(rng))
+        return GeneratedDataset.from_packed(pack_pairs(pairs, rng, num_problems), FEATURE_VOCAB, RELATION_NAMES, params)
+    n_test = deep_test_pairs(num_problems)
+    pairs = collect_pairs("generate_planning", num_problems - 2 * n_test, lambda: _deep_pair(rng, DEEP_TRAIN))
+    test = collect_pairs("generate_planning", 2 * n_test, lambda: _deep_pair(rng, DEEP_TEST))
+    packed = pack_pairs(pairs + test, rng, num_problems, test_only=[False] * len(pairs) + [True] * len(test))
+    return GeneratedDataset.from_packed(packed, FEATURE_VOCAB, RELATION_NAMES, {**params, "tier": tier})

@@ -2,7 +2,7 @@
 
 from nsm.model.nsm import NSMConfig, NSMModel, NSMOutput
 from nsm.model.pool import PoolOutput, WhyPool, topk_per_graph
-from nsm.model.readout import MeanMaxReadout
+from nsm.model.readout import MeanMaxReadout, segment_max
 from nsm.model.rgcn import EdgePlan, RGCNLayer, build_edge_plan
 from nsm.model.unpool import WhatUnpool, cycle_loss
 
@@ -18,5 +18,6 @@ __all__ = [
     "WhyPool",
     "build_edge_plan",
     "cycle_loss",
+    "segment_max",
     "topk_per_graph",
 ]

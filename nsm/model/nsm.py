@@ -12,7 +12,7 @@ from nsm.data.graph import GraphBatch
 from nsm.model.dropout import dropout
 from nsm.model.pool import WhyPool
 from nsm.model.readout import MeanMaxReadout
-from nsm.model.rgcn import EdgePlan, RGCNLayer, build_edge_plan
+from nsm.model.rgcn import EdgePlan, RGCNLayer, build_edge_plan, relation_weights
 from nsm.model.unpool import WhatUnpool, cycle_loss
 
 
@@ -113,9 +113,11 @@ class _Encoder(nn.Module):
             RGCNLayer(channels, channels, num_relations, num_bases=num_bases) for _ in range(num_layers)
         )
 
-    def forward(self, x: Tensor, plan: EdgePlan) -> Tensor:
-        for conv in self.convs:
-            x = dropout(conv(x, plan=plan).relu(), self.dropout, self.training)
+    def forward(self, x: Tensor, plan: EdgePlan, weights: list[Tensor] | None = None) -> Tensor:
+        """``weights``: the convolutions' relation weights, if computed ahead (:func:`relation_weights`)."""
+        for i, conv in enumerate(self.convs):
+            w = weights[i] if weights is not None else None
+            x = dropout(conv(x, plan=plan, weight=w).relu(), self.dropout, self.training)
         return x
 
 
@@ -182,6 +184,24 @@ class NSMModel(nn.Module):
         hot = torch.zeros(x.size(0), weight.size(0), dtype=weight.dtype, device=x.device)
         return hot.scatter_(1, index, torch.ones_like(index, dtype=weight.dtype)) @ weight
 
+    def _relation_weights(self) -> dict[str, list[Tensor]]:
+        """The relation weights of every hidden-to-hidden R-GCN layer, in one batched matmul."""
+        groups = {"enc1": list(self.enc1.convs), "enc2": list(self.enc2.convs), "enc3": list(self.enc3.convs),
+                  "what2": [self.what2.conv], "what1": [self.what1.conv]}
+        flat = iter(relation_weights([conv for convs in groups.values() for conv in convs]))
+        return {name: [next(flat) for _ in convs] for name, convs in groups.items()}
+
+    def _read_out(self, levels: list[tuple[Tensor, Tensor]], num_graphs: int) -> Tensor:
+        """``[B, 2 H L]``: mean ‖ max of every graph at each of the ``L`` levels, level-major.
+
+        One :class:`MeanMaxReadout` over the levels' rows stacked, level ``l``'s graphs numbered
+        ``l B + g``: the same sums and maxima as one readout per level, in a quarter of the ops.
+        """
+        x = torch.cat([h for h, _ in levels])
+        graph_of = torch.cat([g + i * num_graphs if i else g for i, (_, g) in enumerate(levels)])
+        out = self.readout(x, graph_of, len(levels) * num_graphs)
+        return out.view(len(levels), num_graphs, -1).transpose(0, 1).reshape(num_graphs, -1)
+
     def forward(self, batch: GraphBatch) -> NSMOutput:
         x, edge_index, edge_type, vec, b = batch.x, batch.edge_index, batch.edge_type, batch.batch, batch.num_graphs
         if x.dim() != 2 or x.size(1) != len(self.config.feature_vocab):
@@ -189,17 +209,16 @@ class NSMModel(nn.Module):
                 f"NSMModel: expected x of shape [N, {len(self.config.feature_vocab)}], got {tuple(x.shape)}"
             )
         n1 = x.size(0)
+        w = self._relation_weights()
         plan1 = build_edge_plan(edge_index, edge_type, n1, self.config.num_relations)
-        h1 = self.enc1(self.embed_nodes(x), plan1)
+        h1 = self.enc1(self.embed_nodes(x), plan1, w["enc1"])
         p2 = self.why1(h1, edge_index, edge_type, vec, b, plan=plan1)
-        h2 = self.enc2(p2.x, p2.plan)
+        h2 = self.enc2(p2.x, p2.plan, w["enc2"])
         p3 = self.why2(h2, p2.edge_index, p2.edge_type, p2.batch, b, plan=p2.plan)
-        h3 = self.enc3(p3.x, p3.plan)
-        d2, rec2 = self.what2(h3, p3.perm, p2.plan)
-        d1, rec1 = self.what1(d2, p2.perm, plan1)
-
-        levels = [(h1, vec), (d1, vec), (h2, p2.batch), (h3, p3.batch)]
-        readout = torch.cat([self.readout(h, graph_of, b) for h, graph_of in levels], dim=1)
+        h3 = self.enc3(p3.x, p3.plan, w["enc3"])
+        d2, rec2 = self.what2(h3, p3.perm, p2.plan, weight=w["what2"][0])
+        d1, rec1 = self.what1(d2, p2.perm, plan1, weight=w["what1"][0])
+        readout = self._read_out([(h1, vec), (d1, vec), (h2, p2.batch), (h3, p3.batch)], b)
         logits = self.classifier(readout)
         l1 = cycle_loss(rec1, h1)
         l2 = cycle_loss(rec2, h2)

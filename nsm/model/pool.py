@@ -42,14 +42,14 @@ def topk_per_graph(score: Tensor, batch: Tensor, num_graphs: int, ratio: float) 
     graph_of = batch.index_select(0, order)
     start = torch.cumsum(counts, 0) - counts
     rank = torch.arange(n, device=score.device) - start.index_select(0, graph_of)
-    return order[rank < k.index_select(0, graph_of)]
+    return order[rank < k.index_select(0, graph_of)]  # a boolean mask: the kept count is data
 
 
 def filter_edges(edge_index: Tensor, edge_type: Tensor, perm: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
     """Edges whose both ends are in ``perm``, re-indexed to positions in ``perm``, types kept."""
     mapping = torch.full((num_nodes,), -1, dtype=torch.long, device=perm.device)
-    mapping[perm] = torch.arange(perm.numel(), device=perm.device)
-    src, dst = mapping[edge_index[0]], mapping[edge_index[1]]
+    mapping.index_copy_(0, perm, torch.arange(perm.numel(), device=perm.device))
+    src, dst = mapping.index_select(0, edge_index.reshape(-1)).view(2, -1)
     kept = torch.stack([src, dst, edge_type])[:, (src >= 0) & (dst >= 0)]  # one mask, one sync
     return kept[:2], kept[2]
 
@@ -129,14 +129,15 @@ class WhyPool(nn.Module):
             raise ValueError(f"WhyPool: batch has {batch.numel()} entries for {x.size(0)} nodes")
         score = self.score(x, edge_index, edge_type, plan=plan).view(-1)
         perm = topk_per_graph(score, batch, num_graphs, self.ratio)
-        kept_score = score[perm]
-        x_out = x[perm] * torch.tanh(kept_score).unsqueeze(1).to(x.dtype)
+        # index_select, not x[perm]: advanced indexing's backward takes the slow accumulate path.
+        kept_score = score.index_select(0, perm)
+        x_out = x.index_select(0, perm) * torch.tanh(kept_score).unsqueeze(1).to(x.dtype)
         ei, et = filter_edges(edge_index, edge_type, perm, x.size(0))
         return PoolOutput(
             x=x_out,
             edge_index=ei,
             edge_type=et,
-            batch=batch[perm],
+            batch=batch.index_select(0, perm),
             perm=perm,
             score=kept_score,
             plan=build_edge_plan(ei, et, perm.numel(), self.num_relations),

@@ -23,13 +23,15 @@ class EdgePlan(NamedTuple):
         num_nodes: ``N``.
         num_relations: ``R``.
         gather_index: ``[E]`` ``src * R + type``: the edge's row in an ``[N * R, C]`` table.
-        norm: ``[E]`` ``1 / |N_r(i)|`` of the edge's (target, relation), float32.
+        norm: ``[E, 1]`` ``1 / |N_r(i)|`` of the edge's (target, relation), float32 (a column,
+            ready to scale message rows).
         chunk_size: ``C``, rows of each chunk of the padded layout.
         chunk_relation: ``[K]`` relation of each of the ``K`` chunks, or ``None`` when chunk ``r``
             is relation ``r`` (one chunk per relation, ``K = R``).
         slot_src / slot_dst: ``[K * C]`` source / target node of each slot of the chunked,
             relation-major padded layout; padding slots hold 0.
-        slot_norm: ``[K * C]`` the edge's normalisation, 0 in padding slots (so they add nothing).
+        slot_norm: ``[K * C, 1]`` the edge's normalisation, 0 in padding slots (so they add
+            nothing).
     """
 
     edge_index: Tensor
@@ -86,14 +88,14 @@ def build_edge_plan(edge_index: Tensor, edge_type: Tensor, num_nodes: int, num_r
             f"build_edge_plan: {edge_index.size(1)} edges but {edge_type.numel()} edge types"
         )
     device = edge_index.device
-    src, dst = edge_index[0], edge_index[1]
+    src, dst = edge_index.unbind(0)
     num_edges = edge_type.numel()
     r = num_relations
     ones = torch.ones(num_edges, dtype=torch.float32, device=device)
     # Mean aggregation per (target, relation), as in Schlichtkrull et al.
     key = dst * r + edge_type
     deg = torch.zeros(num_nodes * r, dtype=torch.float32, device=device).index_add_(0, key, ones)
-    norm = deg.index_select(0, key).reciprocal_()
+    norm = deg.index_select(0, key).reciprocal_().unsqueeze(1)
 
     # Stable counting sort by relation, without a sort: an edge's position within its relation
     # is the running count of its relation's one-hot row ([R, E], cumsum along the fast axis).
@@ -115,7 +117,7 @@ def build_edge_plan(edge_index: Tensor, edge_type: Tensor, num_nodes: int, num_r
     num_slots = sum(per_relation) * size
     slot_src = torch.zeros(num_slots, dtype=torch.long, device=device).index_copy_(0, slot, src)
     slot_dst = torch.zeros(num_slots, dtype=torch.long, device=device).index_copy_(0, slot, dst)
-    slot_norm = torch.zeros(num_slots, dtype=torch.float32, device=device).index_copy_(0, slot, norm)
+    slot_norm = torch.zeros(num_slots, 1, dtype=torch.float32, device=device).index_copy_(0, slot, norm)
     return EdgePlan(
         edge_index=edge_index,
         edge_type=edge_type,
@@ -234,8 +236,10 @@ class RGCNLayer(nn.Module):
         edge_index: Tensor | None = None,
         edge_type: Tensor | None = None,
         plan: EdgePlan | None = None,
+        weight: Tensor | None = None,
     ) -> Tensor:
-        """Apply the layer; pass ``plan`` to reuse a precomputed :class:`EdgePlan`."""
+        """Apply the layer; pass ``plan`` to reuse a precomputed :class:`EdgePlan`, and ``weight``
+        to reuse this layer's :meth:`relation_weight` computed by :func:`relation_weights`."""
         if x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(
                 f"RGCNLayer: expected x of shape [N, {self.in_channels}], got {tuple(x.shape)}"
@@ -249,7 +253,7 @@ class RGCNLayer(nn.Module):
                 f"RGCNLayer: plan is for {plan.num_nodes} nodes / {plan.num_relations} relations, "
                 f"layer got {x.size(0)} nodes / {self.num_relations} relations"
             )
-        w = self.relation_weight()
+        w = self.relation_weight() if weight is None else weight
         n, c_out = x.size(0), self.out_channels
         # ``out`` is a fresh tensor (not needed by its own backward): the messages go in in place.
         if self.root is not None:
@@ -258,11 +262,11 @@ class RGCNLayer(nn.Module):
             out = x.new_zeros(n, c_out) if self.bias is None else x.new_zeros(n, c_out) + self.bias
         if self.dense:
             table = (x @ w.permute(1, 0, 2).reshape(self.in_channels, -1)).view(-1, c_out)
-            msg = table.index_select(0, plan.gather_index) * plan.norm.to(table.dtype).unsqueeze(1)
+            msg = table.index_select(0, plan.gather_index) * plan.norm.to(table.dtype)
             return out.index_add_(0, plan.edge_index[1], msg.to(out.dtype))
         if plan.chunk_relation is not None:
             w = w.index_select(0, plan.chunk_relation)
-        xs = x.index_select(0, plan.slot_src) * plan.slot_norm.to(x.dtype).unsqueeze(1)
+        xs = x.index_select(0, plan.slot_src) * plan.slot_norm.to(x.dtype)
         msg = torch.bmm(xs.view(plan.num_chunks, plan.chunk_size, self.in_channels), w)
         return out.index_add_(0, plan.slot_dst, msg.view(-1, c_out).to(out.dtype))
 
@@ -271,3 +275,22 @@ class RGCNLayer(nn.Module):
             f"{self.in_channels}, {self.out_channels}, num_relations={self.num_relations}, "
             f"num_bases={self.num_bases}"
         )
+
+
+def relation_weights(layers: list[RGCNLayer]) -> list[Tensor]:
+    """Every layer's :meth:`RGCNLayer.relation_weight`, combined from the bases in one ``bmm``.
+
+    Layers of the same shape with a basis decomposition (all of :class:`~nsm.model.NSMModel`'s
+    hidden-to-hidden layers) are stacked, so a training step pays one small batched matmul and
+    its backward instead of a matmul, two views and their backward per layer; any other layer
+    computes its own. Same values as calling each layer's :meth:`~RGCNLayer.relation_weight`.
+    """
+    based = [layer for layer in layers if layer.comp is not None]
+    shapes = {(layer.num_relations, layer.num_bases, layer.in_channels, layer.out_channels) for layer in based}
+    if len(based) < 2 or len(shapes) != 1:
+        return [layer.relation_weight() for layer in layers]
+    r, _, c_in, c_out = shapes.pop()
+    comp = torch.stack([layer.comp for layer in based])
+    basis = torch.stack([layer.weight for layer in based]).flatten(2)
+    combined = iter(torch.bmm(comp, basis).view(len(based), r, c_in, c_out).unbind(0))
+    return [next(combined) if layer.comp is not None else layer.relation_weight() for layer in layers]

@@ -20,10 +20,11 @@ def cycle_loss(reconstruction: Tensor, encoded: Tensor) -> Tensor:
     and detached, the only way to lower the loss is for the coarse levels to keep enough
     information to rebuild the finer one, which is the point of the WHY/WHAT cycle. It also puts
     the loss on the same scale at every level and in every domain (about 1 for a decoder that
-    predicts zeros). Computed in float32 (also under autocast).
+    predicts zeros). Computed in float32 (also under autocast), float64 for float64 inputs.
     """
-    target = F.layer_norm(encoded.detach().float(), encoded.shape[-1:])
-    return F.mse_loss(reconstruction.float(), target)
+    acc = torch.promote_types(encoded.dtype, torch.float32)
+    target = F.layer_norm(encoded.detach().to(acc), encoded.shape[-1:])
+    return F.mse_loss(reconstruction.to(acc), target)
 
 
 class WhatUnpool(nn.Module):
@@ -84,8 +85,9 @@ class WhatUnpool(nn.Module):
         base = self.fill.to(x.dtype).expand(num_nodes, -1).contiguous()
         return base.index_copy_(0, perm, x)
 
-    def forward(self, x: Tensor, perm: Tensor, plan: EdgePlan) -> tuple[Tensor, Tensor]:
-        h = self.conv(self.unpool(x, perm, plan.num_nodes), plan=plan).relu()
+    def forward(self, x: Tensor, perm: Tensor, plan: EdgePlan, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``weight``: the R-GCN layer's relation weight, if computed ahead."""
+        h = self.conv(self.unpool(x, perm, plan.num_nodes), plan=plan, weight=weight).relu()
         h = dropout(h, self.dropout, self.training)
         return h, self.recon(h)
 

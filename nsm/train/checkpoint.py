@@ -121,6 +121,11 @@ class CheckpointManager:
         written.append(self.last_path)
         return written
 
+    def save_last(self, state: dict[str, Any]) -> Path:
+        """Write only ``last.pt`` (a mid-epoch checkpoint: no epoch finished, nothing is best)."""
+        atomic_write_bytes(self.last_path, serialize({"format": CHECKPOINT_FORMAT, **state}))
+        return self.last_path
+
     def epoch_files(self) -> list[tuple[int, Path]]:
         found = []
         for p in self.directory.iterdir():

@@ -44,18 +44,21 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Batches of ``epoch``; the first ``skip`` are left out (an interrupted epoch resumed)."""
         self.epoch = epoch
+        self.skip = skip
 
     def __len__(self) -> int:
-        return (self.indices.numel() + self.batch_size - 1) // self.batch_size
+        return max(0, (self.indices.numel() + self.batch_size - 1) // self.batch_size - self.skip)
 
     def __iter__(self) -> Iterator[list[int]]:
         idx = self.indices
         if self.shuffle:
             idx = idx[torch.randperm(idx.numel(), generator=epoch_generator(self.seed, self.epoch))]
-        for chunk in idx.split(self.batch_size):
+        for chunk in idx.split(self.batch_size)[self.skip:]:
             yield chunk.tolist()
 
 

@@ -10,8 +10,9 @@ non-finite loss, before the optimizer step can poison the weights.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,12 @@ from torch import Tensor
 from nsm.train.device import AmpPolicy
 from nsm.train.errors import TrainingDiverged
 from nsm.train.metrics import classification_metrics
+from nsm.train.optim import FlatGradients
+from nsm.train.preemption import EpochInterrupted, PartialEpoch
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass
@@ -31,6 +38,10 @@ class StepContext:
     cycle_weight: float
     gradient_clip: float = 0.0
     epoch: int = 0
+    # Preemption (nsm.train.preemption): an interrupted epoch to continue (its loader skips the
+    # batches already done), and a flag polled after every optimiser step.
+    resume: PartialEpoch | None = None
+    stop_requested: Callable[[], bool] = _never
 
 
 def _loss(model: torch.nn.Module, batch, ctx: StepContext) -> tuple[Tensor, object]:
@@ -40,31 +51,54 @@ def _loss(model: torch.nn.Module, batch, ctx: StepContext) -> tuple[Tensor, obje
     return ce + ctx.cycle_weight * out.cycle_loss.float(), out
 
 
+def train_step(model, batch, optimizer, scaler, grads: FlatGradients, ctx: StepContext) -> tuple[Tensor, Any]:
+    """One optimisation step on ``batch``: forward, loss, backward, clipping, optimizer step.
+
+    ``grads`` holds the gradients of the optimizer's parameters (zeroed here); returns the loss
+    and the model's output. The benchmark (``bench/throughput.py``) times exactly this function.
+    """
+    loss, out = _loss(model, batch, ctx)
+    if ctx.device.type == "cpu" and not torch.isfinite(loss):
+        raise TrainingDiverged(ctx.epoch)
+    grads.zero_()
+    scaler.scale(loss).backward()
+    if ctx.gradient_clip > 0:
+        scaler.unscale_(optimizer)
+        grads.clip_norm_(ctx.gradient_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss, out
+
+
+def optimizer_gradients(optimizer) -> FlatGradients:
+    """A :class:`~nsm.train.optim.FlatGradients` over every parameter ``optimizer`` updates."""
+    return FlatGradients(p for group in optimizer.param_groups for p in group["params"])
+
+
 def train_epoch(model, loader: Iterable, optimizer, scaler, ctx: StepContext) -> dict[str, float]:
     """One pass over ``loader``; returns mean loss, accuracy and cycle losses (sample-weighted)."""
     model.train()
+    grads = optimizer_gradients(optimizer)
     # loss, correct, cycle L1, cycle L2 — summed on the device, read once at the end.
     sums = torch.zeros(4, dtype=torch.float64, device=ctx.device)
-    samples = 0
+    samples, steps = 0, 0
     finite = torch.ones((), dtype=torch.bool, device=ctx.device)
+    if ctx.resume is not None:
+        sums += torch.tensor(ctx.resume.sums, dtype=torch.float64, device=ctx.device)
+        samples, steps = ctx.resume.samples, ctx.resume.steps
+        finite &= ctx.resume.finite
     for batch in loader:
         batch = batch.to(ctx.device, non_blocking=True)
-        loss, out = _loss(model, batch, ctx)
-        if ctx.device.type == "cpu" and not torch.isfinite(loss):
-            raise TrainingDiverged(ctx.epoch)
+        loss, out = train_step(model, batch, optimizer, scaler, grads, ctx)
         finite &= torch.isfinite(loss)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if ctx.gradient_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), ctx.gradient_clip)
-        scaler.step(optimizer)
-        scaler.update()
         n = batch.num_graphs
         correct = (out.logits.detach().argmax(1) == batch.y).sum()
         samples += n
         sums += torch.stack([loss.detach() * n, correct.double(),
                              out.cycle_loss_l1.detach() * n, out.cycle_loss_l2.detach() * n]).double()
+        steps += 1
+        if ctx.stop_requested():
+            raise EpochInterrupted(PartialEpoch(ctx.epoch, steps, sums.tolist(), samples, bool(finite)))
     if not bool(finite):
         raise TrainingDiverged(ctx.epoch)
     loss_sum, correct, l1, l2 = sums.tolist()

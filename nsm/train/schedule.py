@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, ReduceLROnPlateau
 
 from nsm.spec import NSMTrainingSpec
+from nsm.train.optim import make_adamw
 
 PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 5
@@ -24,10 +25,9 @@ Scheduler = LRScheduler | ReduceLROnPlateau
 
 
 def make_optimizer(model: torch.nn.Module, spec: NSMTrainingSpec) -> Optimizer:
-    """AdamW with the spec's learning rate and weight decay (0 makes it plain Adam)."""
-    return torch.optim.AdamW(
-        model.parameters(), lr=spec.learning_rate, weight_decay=spec.optimization.weight_decay
-    )
+    """AdamW with the spec's learning rate and weight decay (0 makes it plain Adam), fused where
+    torch supports it (:func:`nsm.train.optim.make_adamw`)."""
+    return make_adamw(model.parameters(), lr=spec.learning_rate, weight_decay=spec.optimization.weight_decay)
 
 
 def make_scheduler(optimizer: Optimizer, spec: NSMTrainingSpec) -> Scheduler | None:

@@ -28,13 +28,14 @@ from tqdm.auto import tqdm
 
 from nsm.contract import HISTORY_FILE, RESULTS_FILE, result_body, status_body
 from nsm.contract import iso as rfc3339
-from nsm.spec import NSMTraining, SpecError
+from nsm.spec import NSMTraining
 from nsm.train import checkpoint as ckpt
 from nsm.train import ownership
 from nsm.train.device import amp_policy, configure_tf32, device_label, device_name, resolve_device
-from nsm.train.errors import TrainingDiverged
+from nsm.train.errors import TrainingDiverged, TrainingPreempted
 from nsm.train.loaders import EpochBatchSampler, make_loader
 from nsm.train.loop import StepContext, evaluate, train_epoch
+from nsm.train.preemption import EpochInterrupted, PartialEpoch, PreemptionGuard
 from nsm.train.prometheus import TrainerMetrics
 from nsm.train.progress import ProgressReporter
 from nsm.train.schedule import current_lr, make_optimizer, make_scheduler, step_scheduler
@@ -124,6 +125,7 @@ class Trainer:
         self.metrics: TrainerMetrics | None = None
         self.reporter: ProgressReporter | None = None
         self.tracker: Tracker | None = None
+        self.preemption = PreemptionGuard()
         self.last_checkpoint: dict[str, Any] | None = None
         self.training_uid = ownership.training_uid()
         self.moved_aside: dict[str, Any] | None = None
@@ -136,7 +138,9 @@ class Trainer:
     def _setup(self) -> None:
         spec = self.spec
         self.device = resolve_device(self.options.device)
-        self.amp = amp_policy(spec, self.device)  # SpecError for fp16 on CPU
+        self.amp = amp_policy(spec, self.device)
+        if self.amp.note:
+            self.log(self.amp.note)
         configure_tf32(spec.optimization.tf32)
         seed_everything(spec.seed)
         if self.dataset is None:
@@ -144,10 +148,11 @@ class Trainer:
 
             self.dataset = load_dataset(spec.domain.value, spec.dataset_params(), seed=spec.seed,
                                         cache_dir=self.options.data_cache)
-        from nsm.data import BatchedGraphDataset, split_indices
+        from nsm.data import BatchedGraphDataset, split_dataset
 
         store = self.dataset.store
-        self.splits = dict(zip(("train", "val", "test"), split_indices(store.y, seed=spec.seed)))
+        # Matched pairs (and kg's (rule, head) groups) never straddle a split.
+        self.splits = dict(zip(("train", "val", "test"), split_dataset(self.dataset, seed=spec.seed)))
         self.loaders = {}
         for split, idx in self.splits.items():
             ds = BatchedGraphDataset(store, idx)
@@ -189,7 +194,13 @@ class Trainer:
             "model_config": _model_config(self.model),
             "name": self.name,
             "training_uid": self.training_uid,
+            "partial_epoch": None,  # see _save_interrupted
         }
+
+    def _save_interrupted(self, partial: PartialEpoch) -> None:
+        """``last.pt`` at the exact mid-epoch position (only last.pt: the epoch is not done)."""
+        self.ckpts.save_last({**self._checkpoint_state(), "partial_epoch": partial.state_dict()})
+        self.log(f"checkpoint {self.ckpts.last_path}: epoch {partial.epoch} after {partial.steps} steps")
 
     def _load(self, path: Path) -> None:
         state = ckpt.load_checkpoint(path, map_location=self.device)
@@ -219,7 +230,10 @@ class Trainer:
         ckpt.restore_rng_state(state["rng"])
         self.last_checkpoint = {"epoch": self.state.epoch, "path": str(path),
                                 "time": rfc3339(path.stat().st_mtime)}
-        self.log(f"resumed from {path} after epoch {self.state.epoch}")
+        partial = state.get("partial_epoch")
+        self.ctx.resume = PartialEpoch.from_state(partial) if partial else None
+        where = f"in epoch {partial['epoch']} after {partial['steps']} steps" if partial else ""
+        self.log(f"resumed from {path} after epoch {self.state.epoch} {where}".rstrip())
 
     def _start_observers(self) -> None:
         self.metrics = TrainerMetrics(self.name, self.spec.domain.value, epochs_planned=self.spec.epochs,
@@ -246,12 +260,20 @@ class Trainer:
     # ------------------------------------------------------------------ epochs
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         self.ctx.epoch = epoch
-        self.loaders["train"].sampler.set_epoch(epoch)
-        lr = current_lr(self.optimizer)
+        resume = self.ctx.resume if self.ctx.resume is not None and self.ctx.resume.epoch == epoch else None
+        self.ctx.resume = resume
+        self.loaders["train"].sampler.set_epoch(epoch, skip=resume.steps if resume else 0)
+        lr = resume.lr if resume and resume.lr is not None else current_lr(self.optimizer)
         start = time.perf_counter()
         batches = tqdm(self.loaders["train"], desc=f"epoch {epoch}/{self.spec.epochs}", leave=False,
                        unit="batch", disable=self.options.quiet or not sys.stderr.isatty())
-        train = train_epoch(self.model, batches, self.optimizer, self.scaler, self.ctx)
+        try:
+            train = train_epoch(self.model, batches, self.optimizer, self.scaler, self.ctx)
+        except EpochInterrupted as exc:
+            exc.partial.lr = lr
+            self._save_interrupted(exc.partial)
+            raise TrainingPreempted(self.preemption.signum or 15, f"in epoch {epoch}") from None
+        self.ctx.resume = None
         train_seconds = time.perf_counter() - start
         val = evaluate(self.model, self.loaders["val"], self.ctx)
         if not math.isfinite(val["loss"]):
@@ -347,11 +369,15 @@ class Trainer:
         """Train to the end (or early stop); write ``results.json``; return its content.
 
         Raises:
-            SpecError: the spec cannot run here (fp16 AMP on CPU).
             TrainingDiverged: a loss became NaN/inf (``results.json`` says ``diverged``).
         """
+        with PreemptionGuard() as self.preemption:
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         started = time.perf_counter()
         self._setup()
+        self.ctx.stop_requested = lambda: self.preemption.requested
         path = self._resume_path()
         if path is not None:
             self._load(path)
@@ -363,6 +389,8 @@ class Trainer:
                 for epoch in range(self.state.epoch + 1, self.spec.epochs + 1):
                     if self.stopper.should_stop:
                         break
+                    if self.preemption.requested and self.ctx.resume is None:  # last.pt is at this point
+                        raise TrainingPreempted(self.preemption.signum or 15, f"before epoch {epoch}")
                     self._after_epoch(self._run_epoch(epoch))
             except TrainingDiverged:
                 self._finish(self._results("diverged", "diverged", started, resumed_from))

@@ -3,7 +3,8 @@ delete, merge-patch. Credentials come from kopf's public login helpers (service 
 kubeconfig), so the operator and kopf talk to the same cluster as the same user.
 
 API failures are translated here into the operator's taxonomy: 404 on get -> None, 409 on
-create -> "already exists", anything else -> :class:`TransientError` (retried by the handler).
+create -> "already exists", a permanent 4xx on create or patch (``errors.is_permanent``) ->
+:class:`Rejected` (the training fails), anything else -> :class:`TransientError` (retried).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import kopf
 
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
-from nsm_operator.errors import TransientError
+from nsm_operator.errors import Rejected, TransientError, is_permanent
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,10 @@ KINDS: dict[str, tuple[str, str]] = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, api_message: str = ""):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+        self.api_message = api_message or message
 
 
 def resource_path(kind: str, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
@@ -117,7 +119,7 @@ class Kube:
                         message = json.loads(text).get("message", text)
                     except (ValueError, AttributeError):
                         message = text
-                    raise ApiError(resp.status, f"{method} {path}: {message}")
+                    raise ApiError(resp.status, f"{method} {path}: {message}", str(message))
                 return json.loads(text) if text else None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise TransientError(f"{method} {path}: {type(exc).__name__}: {exc}", self.transient_delay) from exc
@@ -138,7 +140,7 @@ class Kube:
         except ApiError as exc:
             if exc.status == 409:
                 return False
-            raise TransientError(str(exc), self.transient_delay) from exc
+            raise self._failure(exc, "creating", manifest["kind"], meta.get("name", "")) from exc
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -174,7 +176,12 @@ class Kube:
         except ApiError as exc:
             if exc.status == 404:
                 return None
-            raise TransientError(str(exc), self.transient_delay) from exc
+            raise self._failure(exc, "patching", kind if subresource is None else f"{kind}/{subresource}", name) from exc
+
+    def _failure(self, exc: ApiError, verb: str, kind: str, name: str) -> Rejected | TransientError:
+        if is_permanent(exc.status):
+            return Rejected(verb, kind, name, exc.status, exc.api_message)
+        return TransientError(str(exc), self.transient_delay)
 
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any] | None:
         """Merge-patch an NSMTraining's status; returns the updated object (None if gone)."""

@@ -273,3 +273,24 @@ def _describe(attempt: int, obs: Observation) -> str:
     if obs.message:
         parts.append(f": {obs.message}")
     return "".join(parts)
+
+
+# --- the Ready summary (API conventions) --------------------------------------------------------
+
+READY = "Ready"
+
+
+def summarize(conditions: Sequence[Mapping[str, Any]], phase: str | None, message: str | None,
+              generation: int | None, now: datetime) -> list[dict[str, Any]]:  # fmt: skip
+    """``conditions`` plus the ``Ready`` summary, each stamped with ``observedGeneration``.
+
+    A training is Ready when it has succeeded (its model is trained): ``kubectl wait
+    --for=condition=Ready`` returns then. Until then Ready is False with the phase as reason
+    (Pending, Queued, Running, Retrying, Suspended; Failed for good).
+    """
+    done = phase == SUCCEEDED
+    out = set_condition(conditions, READY, done, phase or PENDING, message or "", now)
+    if generation:
+        for cond in out:
+            cond["observedGeneration"] = generation
+    return out

@@ -14,22 +14,43 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, get_origin, get_type_hints
 
+from nsm.placement import EnvFromSource, EnvList, KubeModel, SchedulingSpec, Toleration
+from pydantic import BaseModel, Field
+
 ENV_PREFIX = "NSM_OPERATOR_"
 
-# Node labels that NVIDIA GPU feature discovery puts on nodes, per GPUProduct value.
-DEFAULT_GPU_NODE_LABELS: Mapping[str, Mapping[str, str]] = MappingProxyType(
+# Node label values per GPUProduct value, by label: a node matches when ANY listed label has one of
+# its values (one node-affinity term per label). GPU Feature Discovery (`nvidia.com/gpu.product`,
+# the nvidia-smi name with spaces as dashes: SXM and PCIe boards differ) and GKE node pools
+# (`cloud.google.com/gke-accelerator`). Other clusters add theirs through the setting.
+_GFD, _GKE = "nvidia.com/gpu.product", "cloud.google.com/gke-accelerator"
+DEFAULT_GPU_NODE_LABELS: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
     {
-        "T4": {"nvidia.com/gpu.product": "Tesla-T4"},
-        "L4": {"nvidia.com/gpu.product": "NVIDIA-L4"},
-        "A10G": {"nvidia.com/gpu.product": "NVIDIA-A10G"},
-        "L40S": {"nvidia.com/gpu.product": "NVIDIA-L40S"},
-        "A100-40GB": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"},
-        "A100-80GB": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
-        "H100": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
-        "H200": {"nvidia.com/gpu.product": "NVIDIA-H200"},
-        "B200": {"nvidia.com/gpu.product": "NVIDIA-B200"},
+        "T4": {_GFD: ("Tesla-T4",), _GKE: ("nvidia-tesla-t4",)},
+        "L4": {_GFD: ("NVIDIA-L4",), _GKE: ("nvidia-l4",)},
+        "A10G": {_GFD: ("NVIDIA-A10G",)},
+        "L40S": {_GFD: ("NVIDIA-L40S",)},
+        "A100-40GB": {_GFD: ("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"), _GKE: ("nvidia-tesla-a100",)},
+        "A100-80GB": {_GFD: ("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"), _GKE: ("nvidia-a100-80gb",)},
+        "H100": {_GFD: ("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"),
+                 _GKE: ("nvidia-h100-80gb", "nvidia-h100-mega-80gb")},
+        "H200": {_GFD: ("NVIDIA-H200",), _GKE: ("nvidia-h200-141gb",)},
+        "B200": {_GFD: ("NVIDIA-B200",), _GKE: ("nvidia-b200",)},
     }
-)
+)  # fmt: skip
+
+
+class PodDefaults(KubeModel):
+    """Operator-wide placement and environment of trainer pods; each training's own
+    ``spec.scheduling``/``env``/``envFrom`` is merged over it (builders/placement.py)."""
+
+    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
+    env: EnvList = Field(default_factory=list)
+    env_from: list[EnvFromSource] = Field(default_factory=list)
+    gpu_tolerations: list[Toleration] = Field(
+        default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+    )
+    """Added to pods that request GPUs (GPU node pools are commonly tainted nvidia.com/gpu)."""
 
 
 class SettingsError(ValueError):
@@ -53,10 +74,11 @@ class OperatorSettings:
     price_per_gpu_hour: float = 2.0
     """NSM_OPERATOR_PRICE_PER_GPU_HOUR: USD per GPU-hour for ``status.costEstimate``."""
 
-    gpu_node_labels: Mapping[str, Mapping[str, str]] = field(
+    gpu_node_labels: Mapping[str, Mapping[str, tuple[str, ...]]] = field(
         default_factory=lambda: DEFAULT_GPU_NODE_LABELS
     )
-    """NSM_OPERATOR_GPU_NODE_LABELS: JSON {product: {label: value}}, merged over the defaults."""
+    """NSM_OPERATOR_GPU_NODE_LABELS: JSON {product: {label: [values]}} (a value may be a single
+    string); a product given here replaces that product's built-in labels."""
 
     metrics_port: int = field(default=8080, metadata=_PORT)
     """NSM_OPERATOR_METRICS_PORT: port of the operator's Prometheus endpoint (path /metrics); 0 = off."""
@@ -94,6 +116,18 @@ class OperatorSettings:
     request_timeout_seconds: float = 30.0
     """NSM_OPERATOR_REQUEST_TIMEOUT_SECONDS: client-side timeout of one API request (kopf)."""
 
+    pod_defaults: PodDefaults = field(default_factory=PodDefaults)
+    """NSM_OPERATOR_POD_DEFAULTS: JSON {scheduling, env, envFrom, gpuTolerations}: defaults of
+    every trainer pod, under each training's own (`gpuTolerations` go to GPU pods only)."""
+
+    job_ttl_seconds_after_finished: int = 86_400
+    """NSM_OPERATOR_JOB_TTL_SECONDS_AFTER_FINISHED: ``ttlSecondsAfterFinished`` of attempt Jobs
+    (the Job and its pods are deleted that long after they finish); 0 = keep them."""
+
+    job_history_limit: int = 3
+    """NSM_OPERATOR_JOB_HISTORY_LIMIT: finished attempt Jobs kept per training besides the current
+    one; older ones are deleted when a new attempt starts."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
         """Parse ``NSM_OPERATOR_*`` variables (``os.environ`` by default); unset → default."""
@@ -111,15 +145,17 @@ class OperatorSettings:
                 raise SettingsError(f"{var}={raw!r}: {exc}") from None
         return cls(**values)
 
-    def node_selector(self, product: str) -> dict[str, str]:
-        """Node labels that select ``product``; empty when the product is not mapped."""
-        return dict(self.gpu_node_labels.get(product, {}))
+    def gpu_labels(self, product: str) -> dict[str, tuple[str, ...]]:
+        """{label: values} whose any match selects ``product``; empty when it is not mapped."""
+        return {k: tuple(v) for k, v in self.gpu_node_labels.get(product, {}).items() if v}
 
 
 def _parse(annotation: Any, raw: str, maximum: float | None) -> Any:
     """``raw`` as a value of type ``annotation`` (the types OperatorSettings uses)."""
     if annotation is str:
         return raw
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation.model_validate_json(raw)
     if annotation in (int, float):
         value = annotation(raw)
         if value < 0 or value != value or (maximum is not None and value > maximum):
@@ -134,13 +170,21 @@ def _parse(annotation: Any, raw: str, maximum: float | None) -> Any:
     raise TypeError(f"no parser for settings of type {annotation!r}")  # pragma: no cover - a new field's type
 
 
-def _gpu_labels(raw: str) -> Mapping[str, Mapping[str, str]]:
+def _gpu_labels(raw: str) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
     data = json.loads(raw)
+
+    def values(v: Any) -> tuple[str, ...] | None:
+        if isinstance(v, str):
+            return (v,)
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return tuple(v)
+        return None
+
     if not isinstance(data, dict) or not all(
-        isinstance(v, dict) and all(isinstance(k2, str) and isinstance(v2, str) for k2, v2 in v.items())
+        isinstance(v, dict) and all(isinstance(k2, str) and values(v2) is not None for k2, v2 in v.items())
         for v in data.values()
     ):
-        raise ValueError("expected a JSON object {product: {label: value}}")
+        raise ValueError("expected a JSON object {product: {label: value or [values]}}")
     merged = dict(DEFAULT_GPU_NODE_LABELS)
-    merged.update({k: dict(v) for k, v in data.items()})
-    return MappingProxyType(merged)
+    merged.update({k: MappingProxyType({k2: values(v2) for k2, v2 in v.items()}) for k, v in data.items()})
+    return MappingProxyType(merged)  # type: ignore[arg-type]

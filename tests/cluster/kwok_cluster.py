@@ -34,10 +34,12 @@ BUILD_SH = HERE / "build.sh"
 STAGES = HERE / "kwok-stages.yaml"
 NODES = HERE / "nodes.yaml"
 POD_MARKER = HERE / "pod_marker.py"
+PROCESS_NODE_MODULE = "tests.cluster.process_node"
 
 DEV_NAME = "nsm-dev"
 GPU_NODES = ("gpu-a100-0", "gpu-a100-1")
 CPU_NODES = ("cpu-0",)
+PROCESS_NODES = ("exec-0",)  # run by tests/cluster/process_node.py, not by kwok
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
 
 _ENV_TO_BIN = {
@@ -159,6 +161,15 @@ class Cluster:
     def marker_pidfile(self) -> Path:
         return self.workdir / "pod-marker.pid"
 
+    @property
+    def process_node_pidfile(self) -> Path:
+        return self.workdir / "process-node.pid"
+
+    @property
+    def process_node_dir(self) -> Path:
+        """The process node's files: pods/<namespace>_<pod>_<uid>/{<container>.log,volumes/}, claims/."""
+        return self.workdir / "process-node"
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["KWOK_WORKDIR"] = str(self.workdir)
@@ -218,6 +229,19 @@ class Cluster:
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokctlConfiguration",
             "options": options,
+            "componentsPatches": [
+                # kwokctl runs kwok with --manage-all-nodes=true; the process node must stay
+                # out of kwok's hands, so kwok manages only the nodes annotated as fake.
+                {"name": "kwok-controller", "extraArgs": [
+                    {"key": "manage-all-nodes", "value": "false"},
+                    {"key": "manage-nodes-with-annotation-selector", "value": "kwok.x-k8s.io/node=fake"},
+                ]},
+                # Namespace annotations pin a namespace's pods to a node and give them default
+                # tolerations: how e2e tests send the operator's pods to the (tainted) process node.
+                {"name": "kube-apiserver", "extraArgs": [
+                    {"key": "enable-admission-plugins", "value": "PodNodeSelector,PodTolerationRestriction"},
+                ]},
+            ],
         }
         path = self.workdir / "nsm-kwokctl.yaml"
         path.write_text(json.dumps(doc, indent=2) + "\n")  # JSON is YAML
@@ -257,8 +281,9 @@ class Cluster:
             raise ClusterError(f"kwokctl downloaded something (see {self.workdir / 'kwokctl-create.log'} and "
                                f"{cache}); every binary must come from tests/cluster/build.sh")
         self._wait_api(deadline=t0 + timeout)
-        self._create_nodes(deadline=t0 + timeout)
+        self.start_process_node()
         self.start_marker()
+        self._create_nodes(deadline=t0 + timeout)
         self.start_seconds = time.monotonic() - t0
         return self
 
@@ -288,7 +313,7 @@ class Cluster:
                 'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
             )
             ready = {line.split("=")[0] for line in p.stdout.split() if line.endswith("=True")}
-            if set(GPU_NODES + CPU_NODES) <= ready:
+            if set(GPU_NODES + CPU_NODES + PROCESS_NODES) <= ready:
                 return
             last = p.stdout + p.stderr
             time.sleep(0.5)
@@ -310,23 +335,28 @@ class Cluster:
         self.marker_pidfile.write_text(str(proc.pid))
 
     def stop_marker(self) -> None:
-        try:
-            pid = int(self.marker_pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return
-        if _pid_alive(pid) and "pod_marker.py" in _cmdline(pid):
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                if not _pid_alive(pid):
-                    break
-                time.sleep(0.1)
-            else:
-                os.kill(pid, signal.SIGKILL)
-        try:
-            os.waitpid(pid, os.WNOHANG)  # reap if it is our child
-        except ChildProcessError:
-            pass
-        self.marker_pidfile.unlink(missing_ok=True)
+        _stop_helper(self.marker_pidfile, "pod_marker.py", wait=5)
+
+    def start_process_node(self) -> None:
+        """The agent of the process-backed node exec-0 (tests/cluster/process_node.py)."""
+        self.stop_process_node()
+        self.process_node_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.workdir / "process-node.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            [sys.executable, "-m", PROCESS_NODE_MODULE, "--kubeconfig", str(self.kubeconfig),
+             "--workdir", str(self.process_node_dir), "--node", PROCESS_NODES[0],
+             # One intra-op thread per trainer: the machine is shared (CI has 2 cores), and a run's
+             # numbers then match a local OMP_NUM_THREADS=1 run exactly.
+             "--env", "OMP_NUM_THREADS=1"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=str(REPO), env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        self.process_node_pidfile.write_text(str(proc.pid))
+
+    def stop_process_node(self) -> None:
+        # Its pods' processes get SIGTERM and their grace period (capped here) before the agent exits.
+        _stop_helper(self.process_node_pidfile, "tests.cluster.process_node", wait=40)
 
     def component_pids(self) -> dict[str, int]:
         pids = {}
@@ -342,6 +372,7 @@ class Cluster:
         if not self.owned:
             return
         self.stop_marker()
+        self.stop_process_node()
         pids = self.component_pids()
         if self.cluster_dir.exists():
             self.kwokctl("delete", "cluster", timeout=120)
@@ -370,9 +401,11 @@ class Cluster:
                 p = self.kwokctl("logs", comp, timeout=30)
                 if p.returncode == 0:
                     (dest / f"{comp}.log").write_text(p.stdout)
-        for extra in ("pod-marker.log", "kwokctl-create.log"):
+        for extra in ("pod-marker.log", "process-node.log", "kwokctl-create.log"):
             if (self.workdir / extra).is_file():
                 shutil.copy2(self.workdir / extra, dest / extra)
+        for log in (self.process_node_dir / "pods").glob("*/*.log"):
+            shutil.copy2(log, dest / f"process-node-{log.parent.name}-{log.name}")
         dumps = {
             "events.txt": ("get", "events", "-A", "--sort-by=.lastTimestamp", "-o", "wide"),
             "all.txt": ("get", "nodes,pods,jobs,configmaps,serviceaccounts", "-A", "-o", "wide"),
@@ -388,6 +421,24 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 (dest / fname).write_text("timed out\n")
         return dest
+
+
+def _stop_helper(pidfile: Path, needle: str, wait: float) -> None:
+    """SIGTERM a helper we started (checked by its command line), SIGKILL after ``wait`` seconds."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if _pid_alive(pid) and needle in _cmdline(pid):
+        os.kill(pid, signal.SIGTERM)
+        _wait_gone([pid], wait)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap if it is our child
+    except ChildProcessError:
+        pass
+    pidfile.unlink(missing_ok=True)
 
 
 _SESSION_DIR = re.compile(r"^(nsm-e2e-(\d+)-[0-9a-f]{6})-")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the local e2e control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-# kwok) with fake A100 nodes, for a person: `make cluster-up` or `bash tests/cluster/up.sh`.
+# kwok) with fake A100 nodes and the process-backed node exec-0, for a person: `make cluster-up`
+# or `bash tests/cluster/up.sh`.
 # Binaries come from tests/cluster/build.sh (built once, cached); nothing is downloaded; everything
 # listens on 127.0.0.1 (random free ports). Prints `export KUBECONFIG=...` on stdout.
 #   NSM_CLUSTER_NAME  cluster name (default nsm-dev)

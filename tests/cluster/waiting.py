@@ -27,3 +27,12 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}\n{describe()[-4000:]}")
+
+
+def wait_crd_established(cluster: Any, name: str, timeout: float = 60) -> None:
+    """Wait for CRD ``name``'s Established condition. ``kubectl wait --for=condition=Established``
+    fails at once (instead of waiting) while the CRD has no status yet, which a large CRD with CEL
+    rules (compiled by the API server first) makes likely right after ``kubectl apply``."""
+    jsonpath = "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"
+    wait_for(lambda: cluster.kubectl("get", "crd", name, "-o", jsonpath).stdout.strip() == "True",
+             timeout, f"CRD {name} Established")  # fmt: skip

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.waiting import wait_crd_established
+
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "charts" / "nsm-operator" / "crd" / "nsm.dev_nsmtrainings.yaml"
 
@@ -19,8 +21,7 @@ CRD_FILE = REPO / "charts" / "nsm-operator" / "crd" / "nsm.dev_nsmtrainings.yaml
 def nsm_crd(cluster) -> str:
     """The generated NSMTraining CRD, applied and Established; returns its name."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE), check=True)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/nsmtrainings.nsm.dev", check=True)  # fmt: skip
+    wait_crd_established(cluster, "nsmtrainings.nsm.dev")
     # Discovery of the new group can lag the Established condition by a moment.
     deadline = time.monotonic() + 30
     while cluster.kubectl("get", "nsmt", "-A").returncode != 0:

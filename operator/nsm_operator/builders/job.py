@@ -18,6 +18,7 @@ from nsm_operator.builders.names import (
     job_name,
     trainer_name,
 )
+from nsm_operator.builders.placement import container_env, pod_placement
 from nsm_operator.builders.storage import checkpoint_claim_name
 from nsm_operator.resource import Training
 from nsm_operator.settings import OperatorSettings
@@ -52,7 +53,8 @@ def _tracking_env(training: Training) -> list[dict[str, Any]]:
 
 def _container(training: Training, attempt: int, settings: OperatorSettings) -> dict[str, Any]:
     port = settings.trainer_metrics_port
-    return {
+    user_env, env_from = container_env(training, settings)
+    container = {
         "name": CONTAINER_NAME,
         "image": training.spec.image or settings.default_image,
         "imagePullPolicy": "IfNotPresent",
@@ -66,6 +68,7 @@ def _container(training: Training, attempt: int, settings: OperatorSettings) -> 
             # The root filesystem is read-only: caches (torch, matplotlib) go to /tmp.
             {"name": "HOME", "value": "/tmp"},
             *_tracking_env(training),
+            *user_env,
         ],
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         "resources": _resources(training),
@@ -83,12 +86,16 @@ def _container(training: Training, attempt: int, settings: OperatorSettings) -> 
             {"name": "dshm", "mountPath": "/dev/shm"},
         ],
     }
+    if env_from:
+        container["envFrom"] = env_from
+    return container
 
 
 def _pod_spec(training: Training, attempt: int, settings: OperatorSettings) -> dict[str, Any]:
-    gpu = training.spec.resources.gpu
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # SIGTERM → the trainer finishes its step and writes last.pt (mid-epoch) → exit 143.
+        "terminationGracePeriodSeconds": training.spec.termination_grace_period_seconds,
         "serviceAccountName": trainer_name(training.name),
         "securityContext": {
             "runAsNonRoot": True,
@@ -106,11 +113,7 @@ def _pod_spec(training: Training, attempt: int, settings: OperatorSettings) -> d
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
         ],
     }  # fmt: skip
-    if gpu.count:
-        selector = settings.node_selector(gpu.product.value)
-        if selector:
-            spec["nodeSelector"] = selector
-        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    spec.update(pod_placement(training, settings))
     return spec
 
 
@@ -149,4 +152,6 @@ def build_job(training: Training, attempt: int, settings: OperatorSettings) -> d
     }
     if spec.queue_name:
         job_spec["suspend"] = True
+    if settings.job_ttl_seconds_after_finished:
+        job_spec["ttlSecondsAfterFinished"] = settings.job_ttl_seconds_after_finished
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}

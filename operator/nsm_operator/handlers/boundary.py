@@ -8,17 +8,18 @@ from collections.abc import Awaitable, Callable
 
 import kopf
 
-from nsm_operator.errors import InvalidSpec, TargetUnavailable, TransientError
+from nsm_operator.errors import InvalidSpec, Rejected, TargetUnavailable, TransientError
 from nsm_operator.handlers.context import OperatorContext
 
 log = logging.getLogger(__name__)
 
 
 async def guarded(ctx: OperatorContext, handler: str, work: Callable[[], Awaitable[None]]) -> None:
-    """Run ``work`` for a change-handler: invalid spec -> PermanentError, transient -> TemporaryError."""
+    """Run ``work`` for a change-handler: invalid spec or a rejected child -> PermanentError
+    (the training is already marked Failed), transient -> TemporaryError."""
     try:
         await work()
-    except (InvalidSpec, TargetUnavailable) as exc:
+    except (InvalidSpec, TargetUnavailable, Rejected) as exc:
         raise kopf.PermanentError(str(exc)) from None
     except TransientError as exc:
         ctx.metrics.reconcile_errors_total.labels(handler).inc()
@@ -34,7 +35,7 @@ async def in_background(
         try:
             await work()
             return
-        except (InvalidSpec, TargetUnavailable) as exc:
+        except (InvalidSpec, TargetUnavailable, Rejected) as exc:
             log.warning("%s: %s", handler, exc)
             return
         except TransientError as exc:

@@ -14,12 +14,13 @@ from typing import Any
 import kopf
 from nsm.contract import iso, now_utc, parse_time
 
-from nsm_operator.errors import ForeignObject, InvalidSpec, TargetUnavailable
+from nsm_operator.errors import ForeignObject, InvalidSpec, Rejected, TargetUnavailable
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.handlers.foreign import foreign_job_event
 from nsm_operator.lifecycle import (
     FAILED, RETRYING, SUSPENDED, TERMINAL, Action, ActionKind, Observation, Result, State, set_condition, step,
+    summarize,
 )  # fmt: skip
 from nsm_operator.resource import Training
 from nsm_operator.targets import Target, get_target
@@ -74,6 +75,18 @@ async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: 
     except (InvalidSpec, TargetUnavailable) as exc:
         await mark_failed(ctx, body, reason=type(exc).__name__, message=str(exc))
         raise
+    try:
+        await _advance(ctx, body, training, target, job)
+    except Rejected as exc:
+        # A permanent 4xx: the same request would be refused again, so fail instead of looping.
+        await mark_failed(ctx, body, reason=exc.reason, message=str(exc))
+        raise
+
+
+async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Training, target: Target,
+                   job: Mapping[str, Any] | None) -> None:  # fmt: skip
+    """Observe, step, act and write the status of one validated training."""
+    status: Mapping[str, Any] = body.get("status") or {}
     if job is not None and foreign_job_event(body, training, job):
         return  # a Job this training does not control changes nothing (a Warning was posted)
     tctx = TargetContext(training=training, status=status, settings=ctx.settings, kube=ctx.kube, body=body)
@@ -139,7 +152,16 @@ def _status_patch(body: Mapping[str, Any], training: Training, patch: dict[str, 
         patch["epochSummary"] = epoch_summary(status, training.spec.epochs)
     if meta.get("generation") and status.get("observedGeneration") != meta["generation"]:
         patch["observedGeneration"] = meta["generation"]
+    patch["conditions"] = _summarized(body, patch)
     return {k: v for k, v in patch.items() if status.get(k) != v}
+
+
+def _summarized(body: Mapping[str, Any], patch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The conditions after ``patch``, with the Ready summary and observedGeneration."""
+    status = body.get("status") or {}
+    new = {**status, **patch}
+    return summarize(new.get("conditions") or [], new.get("phase"), new.get("message"),
+                     (body.get("metadata") or {}).get("generation"), now_utc())  # fmt: skip
 
 
 def _record(ctx: OperatorContext, body: Mapping[str, Any], training: Training, patch: Mapping[str, Any],
@@ -189,6 +211,7 @@ async def mark_failed(ctx: OperatorContext, body: Mapping[str, Any], *, reason: 
     status = body.get("status") or {}
     now = now_utc()
     conditions = set_condition(status.get("conditions") or [], "Failed", True, reason, message, now)
+    conditions = summarize(conditions, FAILED, message, meta.get("generation"), now)
     patch = {"phase": FAILED, "message": message, "failureReason": reason, "reason": reason,
              "conditions": conditions, "completionTime": iso(now)}  # fmt: skip
     if status.get("phase") != FAILED:

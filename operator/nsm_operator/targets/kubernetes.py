@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nsm.contract import is_retryable, parse_time
 
 from nsm_operator.builders import build_children, build_job
-from nsm_operator.builders.names import CONTAINER_NAME, LABEL_ATTEMPT, job_name
+from nsm_operator.builders.names import CONTAINER_NAME, LABEL_ATTEMPT, LABEL_TRAINING, job_name
+from nsm_operator.errors import TransientError
 from nsm_operator.lifecycle import Observation, State
 from nsm_operator.ownership import describe_owner, owned_by
 from nsm_operator.targets.base import TargetContext
 from nsm_operator.targets.children import ensure_child
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+log = logging.getLogger(__name__)
 
 
 def _true_conditions(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -109,7 +112,25 @@ class KubernetesTarget:
             ctx.created()
 
         await asyncio.gather(create_job(), *(ensure_later(c) for c in rest))
+        await self.prune(ctx, attempt)
         return {"activeJob": job["metadata"]["name"]}
+
+    async def prune(self, ctx: TargetContext, attempt: int) -> None:
+        """Delete the Jobs of attempts older than the newest ``job_history_limit`` before
+        ``attempt`` (their pods go with them). Best effort: the next attempt tries again."""
+        oldest_kept = attempt - ctx.settings.job_history_limit
+        if oldest_kept <= 1:
+            return  # nothing older than attempt 1: no need to list
+        training = ctx.training
+        try:
+            jobs = await ctx.kube.list("Job", training.namespace, f"{LABEL_TRAINING}={training.name}")
+            for old in jobs:
+                number = job_attempt(old)
+                # Only this training's own attempts: labels alone prove nothing (issue #11).
+                if number is not None and number < oldest_kept and owned_by(old, training.uid):
+                    await ctx.kube.delete("Job", training.namespace, old["metadata"]["name"])
+        except TransientError as exc:
+            log.warning("%s/%s: pruning old attempt Jobs: %s", training.namespace, training.name, exc)
 
     async def fetch(self, ctx: TargetContext, attempt: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         name = job_name(ctx.training.name, attempt)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.waiting import wait_crd_established
 from tests.e2e.chart.operator_process import OperatorProcess
 from tests.e2e.modal.support import CRD, POLL_SECONDS, REPO, TOKEN_ID, TOKEN_SECRET
 from tests.fakes.modal_bridge import FakeBridge
@@ -27,8 +28,7 @@ from tests.fakes.modal_bridge import FakeBridge
 def nsm_crd(cluster) -> None:
     """The NSMTraining CRD, applied once (idempotent) and Established."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD), check=True)
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/nsmtrainings.nsm.dev", check=True)  # fmt: skip
+    wait_crd_established(cluster, "nsmtrainings.nsm.dev")
 
 
 @pytest.fixture

@@ -44,13 +44,17 @@ class OperatorProcess:
         self.env = env or {}
         self.metrics_port = free_port()
         self.health_port = free_port()
+        self.trainer_metrics_port = free_port()
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> "OperatorProcess":
         exe = Path(sys.executable).parent / "nsm-operator"
         args = [str(exe), "--namespace", NAMESPACE_GLOB, f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("NSM_OPERATOR_")}
+        # Trainers on the process node share the host's network: a per-session metrics port keeps
+        # concurrent sessions (and anything else on :9400) from colliding.
         env.update({"KUBECONFIG": self.kubeconfig, "NSM_OPERATOR_METRICS_PORT": str(self.metrics_port),
+                    "NSM_OPERATOR_TRAINER_METRICS_PORT": str(self.trainer_metrics_port),
                     "NSM_OPERATOR_PRICE_PER_GPU_HOUR": "3.0", "PYTHONUNBUFFERED": "1", **self.env})  # fmt: skip
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a")  # noqa: SIM115 - handed to the child

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cluster.waiting import wait_crd_established
 from tests.e2e.chart.operator_process import OperatorProcess, free_port, static_volume
 from tests.unit.alerts.promql import EXTERNAL_METRICS, metric_names
 
@@ -116,7 +117,7 @@ def stack(cluster, core_v1, custom_objects, prometheus_binary, tmp_path_factory)
     ns = f"prom-{uuid.uuid4().hex[:6]}"
     core_v1.create_namespace({"metadata": {"name": ns, "labels": {"nsm.dev/e2e": "true"}}})
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD), check=True)
-    cluster.kubectl("wait", "--for=condition=Established", "crd/nsmtrainings.nsm.dev", "--timeout=60s", check=True)
+    wait_crd_established(cluster, "nsmtrainings.nsm.dev")
     pv = static_volume(cluster, ns, f"{TRAINING}-checkpoints")
     procs: list[subprocess.Popen] = []
     op = OperatorProcess(kubeconfig=Path(cluster.kubeconfig), namespaces=[ns], log_path=work / "operator.log")

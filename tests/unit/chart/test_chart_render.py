@@ -115,6 +115,9 @@ def test_default_settings_env_parses(render):
     assert settings.metrics_port == 8080
     assert settings.trainer_metrics_port == 9400
     assert settings.modal_secret == "modal-credentials"
+    assert [t.to_wire() for t in settings.pod_defaults.gpu_tolerations] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert (settings.job_ttl_seconds_after_finished, settings.job_history_limit) == (86400, 3)
 
 
 def test_custom_settings_reach_the_operator(render):
@@ -128,8 +131,12 @@ def test_custom_settings_reach_the_operator(render):
     assert s.default_image == "registry.example.com/nsm/trainer:0.1.0-cu128"
     assert s.namespaces == ("ml-research", "ml-prod")
     assert s.price_per_gpu_hour == 3.5
-    assert s.node_selector("A100-40GB") == {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}
-    assert s.node_selector("H100") == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}  # defaults kept
+    assert s.gpu_labels("A100-40GB") == {"cloud.google.com/gke-accelerator": ("nvidia-tesla-a100",),
+                                         "node.kubernetes.io/instance-type": ("a2-highgpu-1g", "a2-highgpu-2g")}
+    assert s.gpu_labels("H100")["nvidia.com/gpu.product"] == ("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe")  # defaults kept
+    assert s.pod_defaults.scheduling.priority_class_name == "ml-batch"
+    assert [t.key for t in s.pod_defaults.gpu_tolerations] == ["gpu-pool"]
+    assert (s.job_ttl_seconds_after_finished, s.job_history_limit) == (3600, 1)
     assert (s.metrics_port, s.trainer_metrics_port) == (9090, 9500)
     assert s.modal_secret == "modal-prod"
     assert (s.modal_poll_seconds, s.watch_timeout_seconds, s.request_timeout_seconds) == (30, 120, 10.5)

@@ -17,11 +17,11 @@ ARGS = ["--domain", "causal", "--set", "dataset.numScenarios=200", "--epochs", "
         "--set", "checkpoint.everyEpochs=2", "--set", "checkpoint.keep=2", "--quiet", "--no-report"]
 
 
-def nsm_train(out: Path, cache: Path, *extra: str) -> subprocess.Popen:
+def nsm_train(out: Path, cache: Path, *extra: str, args: list[str] = ARGS) -> subprocess.Popen:
     # One intra-op thread: the two runs proceed side by side on two cores with identical maths.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("NSM_TRAINING_NAME", None)
-    return subprocess.Popen([sys.executable, "-m", "nsm", "train", *ARGS, "--output-dir", str(out),
+    return subprocess.Popen([sys.executable, "-m", "nsm", "train", *args, "--output-dir", str(out),
                              "--data-cache", str(cache), *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -31,6 +31,22 @@ def epochs_done(out: Path) -> int:
         return len(json.loads((out / "history.json").read_text()))
     except (FileNotFoundError, json.JSONDecodeError):
         return 0
+
+
+def prime_cache(cache: Path, scenarios: int, seed: int) -> None:
+    """Generate the dataset once so that the runs of a test start from the cached file."""
+    prime = subprocess.run([sys.executable, "-c", "from nsm.data import load_dataset; "
+                            f"load_dataset('causal', {{'num_scenarios': {scenarios}}}, seed={seed}, "
+                            f"cache_dir={str(cache)!r})"])
+    assert prime.returncode == 0
+
+
+def wait_epochs(out: Path, proc: subprocess.Popen, epochs: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while epochs_done(out) < epochs:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, f"epoch {epochs} did not finish in time"
+        time.sleep(0.02)
 
 
 def reproducible(results: dict) -> dict:
@@ -44,19 +60,11 @@ def reproducible(results: dict) -> dict:
 @pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     cache = tmp_path / "cache"
-    # Generate the dataset once so both runs start from the cached file.
-    prime = subprocess.run([sys.executable, "-c", "from nsm.data import load_dataset; "
-                            f"load_dataset('causal', {{'num_scenarios': 200}}, seed=7, cache_dir={str(cache)!r})"])
-    assert prime.returncode == 0
-
+    prime_cache(cache, scenarios=200, seed=7)
     clean = nsm_train(tmp_path / "clean", cache)
     killed_dir = tmp_path / "killed"
     victim = nsm_train(killed_dir, cache)
-    deadline = time.monotonic() + 300
-    while epochs_done(killed_dir) < 2:
-        assert victim.poll() is None, victim.stdout.read()
-        assert time.monotonic() < deadline, "no epoch finished in time"
-        time.sleep(0.05)
+    wait_epochs(killed_dir, victim, 2)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_at = epochs_done(killed_dir)

@@ -33,5 +33,10 @@ def test_validate_runs_and_exit_code_follows_the_verdict(tiny_model, data_cache,
 def test_baselines_table(data_cache, capsys):
     assert main(["baselines", "--domain", "causal", "--validation-sizes", "--data-cache", str(data_cache)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["domain", "graphs", "majority", "size_only", "bag_of_relations", "time"]
-    assert out.splitlines()[1].startswith("causal")
+    # The typed-walk columns were added in issue #13; the shortcut columns are unchanged.
+    assert out.splitlines()[0].split() == ["domain", "graphs", "majority", "size_only", "bag_of_relations",
+                                           "walk_d1", "walk_d2", "walk_d3", "walk_d4", "time"]
+    row = out.splitlines()[1].split()
+    assert row[0] == "causal"
+    assert all(float(v) <= 0.6 for v in row[2:5])  # shortcuts stay near chance
+    assert row[7].endswith("*") and float(row[7].rstrip("*")) >= 0.95  # depth 3 reads causal's rule

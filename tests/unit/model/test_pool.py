@@ -80,3 +80,22 @@ def test_errors_name_the_class():
     with pytest.raises(ValueError, match="WhyPool"):
         pool(torch.randn(3, 4), torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
              torch.zeros(2, dtype=torch.long), 1)
+
+
+def test_why_pool_gradcheck_without_ties(device):
+    # float64, random features: the scores are far apart compared with gradcheck's eps, so the
+    # selection is locally constant and the kept features are smooth in x and the scorer.
+    pool = WhyPool(4, num_relations=3, ratio=0.5).to(device).double()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 4, generator=g, dtype=torch.float64).to(device).requires_grad_()
+    ei = torch.randint(0, 9, (2, 20), generator=g).to(device)
+    et = torch.randint(0, 3, (20,), generator=g).to(device)
+    batch = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1], device=device)
+    params = (pool.score.weight, pool.score.root, pool.score.bias)
+
+    def pooled(x, weight, root, bias):
+        out = torch.func.functional_call(pool, {"score.weight": weight, "score.root": root, "score.bias": bias},
+                                         (x, ei, et, batch, 2))
+        return out.x, out.score
+
+    assert torch.autograd.gradcheck(pooled, (x, *[p.detach().clone().requires_grad_() for p in params]))

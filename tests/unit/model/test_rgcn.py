@@ -122,3 +122,19 @@ def test_errors_name_the_class():
     plan = build_edge_plan(torch.zeros(2, 1, dtype=torch.long), torch.zeros(1, dtype=torch.long), 3, 5)
     with pytest.raises(ValueError, match="RGCNLayer"):
         layer(torch.randn(3, 4), plan=plan)
+
+
+@pytest.mark.parametrize("out_channels", [1, 5])  # dense (scalar score) and grouped paths
+def test_gradcheck_float64(device, out_channels):
+    g = torch.Generator().manual_seed(0)
+    layer = RGCNLayer(4, out_channels, num_relations=3, num_bases=2).to(device).double()
+    x = torch.randn(7, 4, generator=g, dtype=torch.float64).to(device).requires_grad_()
+    ei = torch.randint(0, 7, (2, 15), generator=g).to(device)
+    et = torch.randint(0, 3, (15,), generator=g).to(device)
+    names = [n for n, _ in layer.named_parameters()]
+
+    def conv(x, *values):
+        return torch.func.functional_call(layer, dict(zip(names, values)), (x, ei, et))
+
+    inputs = (x, *[p.detach().clone().requires_grad_() for p in layer.parameters()])
+    assert torch.autograd.gradcheck(conv, inputs)

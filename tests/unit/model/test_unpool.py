@@ -46,3 +46,26 @@ def test_errors_name_the_class():
     up = WhatUnpool(4, 4, 2)
     with pytest.raises(ValueError, match="WhatUnpool"):
         up.unpool(torch.randn(3, 5), torch.arange(3), 6)
+
+
+def test_what_unpool_and_cycle_loss_gradcheck(device):
+    up = WhatUnpool(3, 4, num_relations=2, num_bases=2).to(device).double()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # no zero fill or bias: a pre-activation exactly at ReLU's kink
+        for p in up.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    ei = torch.randint(0, 6, (2, 12), generator=g).to(device)
+    et = torch.randint(0, 2, (12,), generator=g).to(device)
+    plan = build_edge_plan(ei, et, 6, 2)
+    perm = torch.tensor([4, 0, 2], device=device)
+    coarse = torch.randn(3, 3, generator=g, dtype=torch.float64).to(device).requires_grad_()
+    names = ["fill", "conv.weight", "conv.comp", "conv.root", "recon.weight"]
+    params = {n: p for n, p in up.named_parameters() if n in names}
+    target = torch.randn(6, 4, generator=g, dtype=torch.float64).to(device)
+
+    def decoded(x, *values):
+        h, rec = torch.func.functional_call(up, dict(zip(params, values)), (x, perm, plan))
+        return h, rec, cycle_loss(rec, target)
+
+    inputs = (coarse, *[p.detach().clone().requires_grad_() for p in params.values()])
+    assert torch.autograd.gradcheck(decoded, inputs)

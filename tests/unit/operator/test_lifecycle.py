@@ -217,3 +217,21 @@ def test_reason_says_why_the_training_is_in_its_phase(status, obs, suspend, phas
     """status.reason (kubectl get -o wide's Reason column); cleared once the training succeeded."""
     _, st = run(spec(suspend=suspend), status, obs)
     assert (st["phase"], st["reason"]) == (phase, reason)
+
+
+def test_ready_summary_and_observed_generation():
+    from datetime import datetime, timezone
+
+    from nsm_operator.lifecycle import summarize
+
+    t0, t1 = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 1, 1, tzinfo=timezone.utc)
+    running = summarize([{"type": "Running", "status": "True", "reason": "AttemptRunning", "message": "",
+                          "lastTransitionTime": "2026-01-01T00:00:00Z"}], "Running", "attempt 1 running", 3, t0)  # fmt: skip
+    assert running[1] == {"type": "Ready", "status": "False", "reason": "Running", "message": "attempt 1 running",
+                          "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 3}  # fmt: skip
+    assert running[0]["observedGeneration"] == 3
+    done = summarize(running, "Succeeded", "attempt 1 succeeded", 4, t1)
+    assert (done[1]["status"], done[1]["reason"], done[1]["lastTransitionTime"]) == ("True", "Succeeded", "2026-01-01T01:00:00Z")
+    assert {c["observedGeneration"] for c in done} == {4}
+    # No generation known (a body without metadata.generation): nothing stamped.
+    assert "observedGeneration" not in summarize([], "Pending", None, None, t0)[0]

@@ -26,6 +26,7 @@ def test_job_exact(make_training, settings):
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": 86400,
             "podFailurePolicy": {
                 "rules": [
                     {"action": "FailJob",
@@ -37,6 +38,7 @@ def test_job_exact(make_training, settings):
                 "metadata": {"labels": LABELS},
                 "spec": {
                     "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 60,
                     "serviceAccountName": "causal-prod-trainer",
                     "securityContext": {
                         "runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
@@ -80,8 +82,14 @@ def test_job_exact(make_training, settings):
                         {"name": "tmp", "emptyDir": {}},
                         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
                     ],
-                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"},
                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In",
+                                                   "values": ["NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"]}]},
+                            {"matchExpressions": [{"key": "cloud.google.com/gke-accelerator", "operator": "In",
+                                                   "values": ["nvidia-tesla-a100"]}]},
+                        ]}}},
                 },
             },
         },
@@ -92,15 +100,19 @@ def test_cpu_only_job_has_no_gpu_limit_nor_selector(make_training, settings):
     job = build_job(make_training(resources={"gpu": {"count": 0}, "cpu": 2, "memory": "2Gi"}), 1, settings)
     pod = job["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"] == {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
-    assert "nodeSelector" not in pod and "tolerations" not in pod
+    assert "nodeSelector" not in pod and "tolerations" not in pod and "affinity" not in pod
 
 
 def test_product_mapping_and_image_from_settings(make_training):
     settings = OperatorSettings(default_image="reg/x:1", trainer_metrics_port=9500,
-                                gpu_node_labels={"H100": {"gpu": "h100", "pool": "a"}})  # fmt: skip
+                                gpu_node_labels={"H100": {"gpu": ("h100",), "pool": ("a", "b")}})  # fmt: skip
     job = build_job(make_training(resources={"gpu": {"count": 8, "product": "H100"}}), 1, settings)
     pod = job["spec"]["template"]["spec"]
-    assert pod["nodeSelector"] == {"gpu": "h100", "pool": "a"}
+    assert "nodeSelector" not in pod
+    assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
+        {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["h100"]}]},
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["a", "b"]}]},
+    ]
     c = pod["containers"][0]
     assert c["image"] == "reg/x:1" and c["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert c["command"][-1] == "9500" and c["ports"][0]["containerPort"] == 9500
@@ -152,3 +164,8 @@ def test_wandb_key_comes_from_the_secret_by_reference(make_training, settings):
     assert {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb-key", "key": "api-key"}}} in env
     for spec in ({}, {"tracking": {"wandb": {"project": "nsm"}}}, {"tracking": {"tensorboard": True}}):
         assert not [e for e in _env(build_job(make_training(**spec), 1, settings)) if e["name"] == "WANDB_API_KEY"]
+
+
+def test_job_termination_grace_period_comes_from_the_spec(make_training, settings):
+    pod = build_job(make_training(terminationGracePeriodSeconds=240), 1, settings)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 240
