@@ -75,7 +75,9 @@ def _time(value: Any, where: str, problems: list[str]) -> Any:
 
 
 def _numbers(value: Any, where: str, problems: list[str]) -> Any:
-    """A number, null, or a list of at most MAX_ITEMS numbers (a row of results.json)."""
+    """A number, a flag, null, or a list of at most MAX_ITEMS numbers (a row of results.json)."""
+    if isinstance(value, bool):
+        return value  # e.g. class_collapse
     if isinstance(value, list):
         if len(value) > MAX_ITEMS:
             problems.append(f"{where}: more than {MAX_ITEMS} items")

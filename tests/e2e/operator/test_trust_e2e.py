@@ -93,7 +93,7 @@ def test_op_a_foreign_job_with_the_right_labels_changes_nothing(nsmt, batch_v1, 
            "spec": {"backoffLimit": 0, "template": {
                "metadata": {"labels": labels, "annotations": FAST},
                "spec": {"restartPolicy": "Never", "containers": [{"name": "trainer", "image": "x"}],
-                        "tolerations": [{"operator": "Exists"}]}}}}  # fmt: skip
+                        "nodeSelector": {"type": "kwok"}}}}}  # fmt: skip - a kwok node, never exec-0
     batch_v1.create_namespaced_job(nsmt.ns, job)
     wait_for(lambda: any(c.type == "Complete" and c.status == "True"
                          for c in (batch_v1.read_namespaced_job("impostor", nsmt.ns).status.conditions or [])),

@@ -15,7 +15,8 @@ ROW = {"epoch": 4, "train_loss": 0.5, "val_loss": 0.6, "val_accuracy": 0.75,
 
 def test_the_trainers_own_documents_mirror_unchanged():
     body = status_body(ROW, 10, 0.55, {"epoch": 4, "path": "/checkpoints/last.pt", "time": "2026-01-01T00:00:00Z"})
-    result = result_body({"status": "completed", "epochs_run": 4, "final": {"val_loss": 0.6, "val_per_class_accuracy": [0.7, 0.8]},
+    result = result_body({"status": "completed", "epochs_run": 4, "test": {"accuracy": 0.8, "class_collapse": False},
+                          "final": {"val_loss": 0.6, "val_per_class_accuracy": [0.7, 0.8]},
                           "timing": {"train_seconds": 1.5}, "attempt": "1", "config": {"x": 1}})  # fmt: skip
     doc = read_document(progress_data({**body["status"], **result["status"]}))
     assert doc.problems == []

@@ -99,3 +99,19 @@ def test_reporter_module_does_not_import_torch():
     # The operator imports status_body; it must stay light.
     code = "import sys, nsm.train.progress; assert 'torch' not in sys.modules, 'torch imported'"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_trainers_real_documents_pass_the_operators_validation(run_tiny):
+    # The contract both ways: whatever the trainer reports, the operator mirrors whole (a new
+    # results.json field of an unexpected type would show up here, not as a Warning in a cluster).
+    from nsm_operator.mirror import read_document
+
+    from nsm.contract import progress_data
+
+    results, out = run_tiny(epochs=2)
+    history = json.loads((out / "history.json").read_text())
+    body = status_body(history[-1], 2, 0.5, {"epoch": 2, "path": str(out / "last.pt"), "time": "2026-01-01T00:00:00Z"})
+    doc = read_document(progress_data({**body["status"], **result_body(results)["status"]}))
+    assert doc.problems == []
+    assert doc.fields["result"] == json.loads(json.dumps(result_body(results)["status"]["result"]))
+    assert doc.fields["progress"] == body["status"]["progress"]
