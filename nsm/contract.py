@@ -15,6 +15,7 @@ import only :mod:`nsm.spec` and this module from :mod:`nsm`, see ``.importlinter
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -167,3 +168,35 @@ def result_summary(results: Mapping[str, Any]) -> dict[str, Any]:
 def result_body(results: Mapping[str, Any]) -> dict[str, Any]:
     """The merge patch that puts the ``results.json`` summary into ``status.result``."""
     return {"status": {"result": result_summary(results)}}
+
+
+# --- the progress channel -----------------------------------------------------------------------
+# The trainer never writes its NSMTraining: it writes these keys (each a JSON document) into the
+# ConfigMap ``<name>-progress``, the only object its Role lets it touch; the operator validates
+# them and mirrors them into the training's status.
+
+PROGRESS_CONFIGMAP_SUFFIX = "-progress"
+PROGRESS_LABEL = "nsm.dev/channel"  # on the progress ConfigMap; the operator's watch selects it
+PROGRESS_LABEL_VALUE = "progress"
+PROGRESS_KEYS = ("progress", "lastCheckpoint", "result", "checkpointsMovedAside")
+"""ConfigMap data keys; the first three mirror the status fields of the same name."""
+
+
+def progress_configmap_name(training: str) -> str:
+    return f"{training}{PROGRESS_CONFIGMAP_SUFFIX}"
+
+
+def progress_data(status: Mapping[str, Any]) -> dict[str, str]:
+    """ConfigMap ``data`` for the status fields in ``status`` (a ``status_body``/``result_body``
+    ``["status"]``): one compact JSON document per key, unknown keys left out."""
+    return {k: json.dumps(json_safe(v), separators=(",", ":"), allow_nan=False)
+            for k, v in status.items() if k in PROGRESS_KEYS}  # fmt: skip
+
+
+# --- checkpoint ownership -----------------------------------------------------------------------
+
+TRAINING_UID_ENV = "NSM_TRAINING_UID"
+"""The NSMTraining's metadata.uid, set by the operator as a literal env value (a pod's Downward
+API ``metadata.uid`` is the pod's own uid, not the training's)."""
+LABEL_TRAINING_UID = "nsm.dev/training-uid"  # on the checkpoint PVC: whose files it holds
+MOVED_ASIDE_PREFIX = "previous-"  # <run dir>/previous-<UTC time>-<old uid>/: another training's files

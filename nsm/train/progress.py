@@ -1,4 +1,9 @@
-"""In-cluster progress reporter: patches ``status.progress`` of the run's own NSMTraining.
+"""In-cluster progress reporter: writes progress, the last checkpoint and the result summary to
+the run's own ConfigMap ``<name>-progress`` (:func:`nsm.contract.progress_data`).
+
+The trainer's pod runs the user's image, so it is untrusted: its Role may get and patch only that
+ConfigMap (by ``resourceNames``), never the NSMTraining. The operator validates the document and
+mirrors it into ``status.progress``/``lastCheckpoint``/``result``.
 
 Active only when ``NSM_TRAINING_NAME`` and ``NSM_TRAINING_NAMESPACE`` are set and the optional
 ``kubernetes`` package imports (``pip install nsm-operator[operator]``); ``nsm`` itself never
@@ -16,7 +21,7 @@ import os
 import threading
 from typing import Any
 
-from nsm.spec import API_GROUP, API_VERSION, PLURAL
+from nsm.contract import progress_configmap_name, progress_data
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +30,10 @@ MERGE_PATCH = "application/merge-patch+json"
 
 
 class ProgressReporter:
-    """Sends merge patches to ``nsmtrainings/<name>/status`` through ``api`` (a CustomObjectsApi)."""
+    """Sends merge patches to ConfigMap ``<name>-progress`` through ``api`` (a CoreV1Api).
+
+    :meth:`report` takes the ``{"status": {...}}`` bodies of :func:`nsm.contract.status_body` and
+    :func:`nsm.contract.result_body`; each status field becomes one JSON document in ``data``."""
 
     def __init__(self, api: Any, name: str, namespace: str, timeout: float = REQUEST_TIMEOUT_SECONDS):
         self.api = api
@@ -63,7 +71,7 @@ class ProgressReporter:
             log.warning("no Kubernetes configuration (in-cluster or KUBECONFIG): %s; "
                         "progress will not be reported", exc)
             return None
-        return cls(client.CustomObjectsApi(), name, namespace)
+        return cls(client.CoreV1Api(), name, namespace)
 
     def report(self, body: dict[str, Any]) -> None:
         """Queue ``body``, merged over any unsent one (newer fields win); returns immediately."""
@@ -101,8 +109,8 @@ class ProgressReporter:
 
     def _send(self, body: dict[str, Any]) -> None:
         try:
-            self.api.patch_namespaced_custom_object_status(
-                API_GROUP, API_VERSION, self.namespace, PLURAL, self.name, body,
+            self.api.patch_namespaced_config_map(
+                progress_configmap_name(self.name), self.namespace, {"data": progress_data(body.get("status") or {})},
                 _request_timeout=self.timeout, _content_type=MERGE_PATCH,
             )
             self.sent += 1
@@ -112,5 +120,5 @@ class ProgressReporter:
         except Exception as exc:  # noqa: BLE001 - reporting must never stop training
             self.failures += 1
             if self.failures == 1 or self.failures % 10 == 0:
-                log.warning("could not patch status of %s %s/%s (%d consecutive failures): %s",
-                            PLURAL, self.namespace, self.name, self.failures, exc)
+                log.warning("could not patch progress ConfigMap %s/%s (%d consecutive failures): %s",
+                            self.namespace, progress_configmap_name(self.name), self.failures, exc)

@@ -30,6 +30,7 @@ from nsm.contract import HISTORY_FILE, RESULTS_FILE, result_body, status_body
 from nsm.contract import iso as rfc3339
 from nsm.spec import NSMTraining
 from nsm.train import checkpoint as ckpt
+from nsm.train import ownership
 from nsm.train.device import amp_policy, configure_tf32, device_label, device_name, resolve_device
 from nsm.train.errors import TrainingDiverged, TrainingPreempted
 from nsm.train.loaders import EpochBatchSampler, make_loader
@@ -126,6 +127,8 @@ class Trainer:
         self.tracker: Tracker | None = None
         self.preemption = PreemptionGuard()
         self.last_checkpoint: dict[str, Any] | None = None
+        self.training_uid = ownership.training_uid()
+        self.moved_aside: dict[str, Any] | None = None
 
     def log(self, line: str) -> None:
         if not self.options.quiet:
@@ -190,6 +193,7 @@ class Trainer:
             "spec": self.spec.to_wire(),
             "model_config": _model_config(self.model),
             "name": self.name,
+            "training_uid": self.training_uid,
             "partial_epoch": None,  # see _save_interrupted
         }
 
@@ -200,10 +204,19 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         state = ckpt.load_checkpoint(path, map_location=self.device)
+        if self.options.resume == "auto" and not ownership.belongs(state, self.training_uid):
+            # Another training's files (a retained PVC re-used by name): keep them, start afresh.
+            self.moved_aside = ownership.move_aside(self.out, state.get("training_uid"))
+            self.log(f"checkpoints of training {self.moved_aside['previousUid']} moved to {self.moved_aside['path']}")
+            return
         if state["spec"].get("domain") != self.spec.domain.value:
-            raise ValueError(f"{path}: checkpoint is for domain {state['spec'].get('domain')!r}, "
-                             f"not {self.spec.domain.value!r}")
-        self.model.load_state_dict(state["model"])
+            raise SpecError([("spec.domain", f"cannot resume {path}: checkpoint is for domain "
+                                             f"{state['spec'].get('domain')!r}, not {self.spec.domain.value!r}")])
+        ownership.check_shape(path, state.get("model_config"), _model_config(self.model))
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:  # a shape the config check cannot see (a custom model factory)
+            raise SpecError([("spec.model", f"cannot resume {path}: {str(exc).splitlines()[0]}")]) from None
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -233,6 +246,8 @@ class Trainer:
         self.reporter = ProgressReporter.from_env()
         self.tracker = Tracker(self.spec.tracking, self.out, resumed_after=self.state.epoch, name=self.name,
                                config=self.spec.to_wire())
+        if self.reporter is not None and self.moved_aside is not None:
+            self.reporter.report({"status": {"checkpointsMovedAside": self.moved_aside}})
 
     def _stop_observers(self) -> None:
         if self.tracker is not None:

@@ -51,3 +51,8 @@ class Rejected(OperatorError):
         self.status = status
         self.reason = {400: "InvalidSpec", 422: "InvalidSpec", 403: "Forbidden"}.get(status, "Rejected")
         super().__init__(f"the API server rejected {verb} {kind} {name} (HTTP {status}): {message}")
+
+
+class ForeignObject(OperatorError):
+    """A child's deterministic name is taken by an object this training does not control: the
+    attempt fails (final) instead of using it; ``str()`` says which object and what to do."""

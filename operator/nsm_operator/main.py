@@ -11,18 +11,21 @@ from typing import Any
 
 import kopf
 
+from nsm.contract import PROGRESS_LABEL, PROGRESS_LABEL_VALUE
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
 from nsm_operator.builders.names import LABEL_NAME, LABEL_TRAINING, TRAINER_APP
-from nsm_operator.handlers import jobs, pods, resync, training
+from nsm_operator.handlers import jobs, pods, progress, resync, training
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.kube import Kube, connection_info
+from nsm_operator.lifecycle import TERMINAL
 from nsm_operator.metrics import OperatorMetrics
 from nsm_operator.settings import OperatorSettings
 
 TRAININGS = (API_GROUP, API_VERSION, PLURAL)
 JOB_LABELS = {LABEL_NAME: TRAINER_APP}
 POD_LABELS = {LABEL_NAME: TRAINER_APP, LABEL_TRAINING: kopf.PRESENT}
+PROGRESS_LABELS = {PROGRESS_LABEL: PROGRESS_LABEL_VALUE}
 
 
 def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
@@ -37,6 +40,8 @@ def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> No
     settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_NAME}={TRAINER_APP}"
     # Trainer pods only (why an attempt waits): the API server filters, not the operator.
     settings.watching.label_selectors["v1", "pods"] = f"{LABEL_NAME}={TRAINER_APP},{LABEL_TRAINING}"
+    # Only the trainers' progress ConfigMaps, never every ConfigMap of the cluster.
+    settings.watching.label_selectors["configmaps"] = f"{PROGRESS_LABEL}={PROGRESS_LABEL_VALUE}"
     # Our own transitions are posted explicitly (kopf.info/warn); handler chatter is not.
     settings.posting.level = logging.INFO
     settings.posting.loggers = False
@@ -59,10 +64,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     configure_kopf(settings, cfg)
     kube = Kube(connection_info(settings), request_timeout=cfg.request_timeout_seconds)
     metrics = OperatorMetrics()
-    metrics.serve(cfg.metrics_port)
+    metrics.serve(cfg.metrics_port, cfg.metrics_address)
     memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
     memo.nsm.spawn(resync.resync_forever(memo.nsm))
-    logger.info("nsm-operator started: namespaces=%s metrics port=%s", cfg.namespaces or "all", cfg.metrics_port)
+    logger.info("nsm-operator started: namespaces=%s metrics %s:%s", cfg.namespaces or "all", cfg.metrics_address,
+                cfg.metrics_port)
 
 
 @kopf.on.cleanup()
@@ -86,8 +92,14 @@ async def update(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **
     await training.on_spec_change(_ctx(memo), body, namespace, name)
 
 
-# Only trainings that run outside the cluster get a finalizer: their attempt must be cancelled.
-@kopf.on.delete(*TRAININGS, field="spec.target", value="modal")
+def _needs_cancel(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    """Only a Modal training that has not finished may have a call to cancel: only it carries a
+    finalizer (kopf removes it once this turns false, e.g. when the training finishes)."""
+    return spec.get("target") == "modal" and status.get("phase") not in TERMINAL
+
+
+# Only unfinished trainings that run outside the cluster get a finalizer: their call must be cancelled.
+@kopf.on.delete(*TRAININGS, when=_needs_cancel)
 async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await training.on_external_delete(_ctx(memo), body)
 
@@ -106,3 +118,8 @@ async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
 @kopf.on.event("v1", "pods", labels=POD_LABELS)
 async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await pods.on_pod_event(_ctx(memo), event, body)
+
+
+@kopf.on.event("configmaps", labels=PROGRESS_LABELS)
+async def progress_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await progress.on_progress_event(_ctx(memo), event, body)

@@ -89,10 +89,10 @@ class OperatorMetrics:
         self._phases: dict[tuple[str, str], str] = {}  # (namespace, name) -> phase
         self._waiting: dict[tuple[str, str], str] = {}  # (namespace, name) -> status.reason
 
-    def serve(self, port: int) -> None:
-        """Start the /metrics HTTP endpoint in a background thread (port 0: don't serve)."""
+    def serve(self, port: int, address: str = "0.0.0.0") -> None:
+        """Start the /metrics HTTP endpoint on ``address`` in a background thread (port 0: don't serve)."""
         if port:
-            start_http_server(port, registry=self.registry)
+            start_http_server(port, addr=address, registry=self.registry)
 
     def observe_training(self, namespace: str, name: str, domain: str, status: Mapping[str, Any]) -> None:
         """Refresh the per-training gauges and the phase counts from a status mapping."""

@@ -86,6 +86,10 @@ class OperatorSettings:
     metrics_port: int = field(default=8080, metadata=_PORT)
     """NSM_OPERATOR_METRICS_PORT: port of the operator's Prometheus endpoint (path /metrics); 0 = off."""
 
+    metrics_address: str = "0.0.0.0"
+    """NSM_OPERATOR_METRICS_ADDRESS: address the metrics endpoint listens on (the chart sets the
+    pod IP through the Downward API, so nothing else in the pod's network namespace is served)."""
+
     trainer_metrics_port: int = field(default=9400, metadata=_PORT)
     """NSM_OPERATOR_TRAINER_METRICS_PORT: port the trainer serves its metrics on (`metrics`)."""
 
@@ -103,6 +107,11 @@ class OperatorSettings:
     modal_launch_grace_seconds: float = 120.0
     """NSM_OPERATOR_MODAL_LAUNCH_GRACE_SECONDS: how long a launch marker may wait for its Modal
     call to start before the launch counts as lost (tests shorten it)."""
+
+    modal_cancel_attempts: int = 3
+    """NSM_OPERATOR_MODAL_CANCEL_ATTEMPTS: tries to cancel a Modal call when its training is
+    deleted; after them (or at once without credentials) the deletion proceeds with a Warning
+    event naming the call."""
 
     watch_timeout_seconds: int = 300
     """NSM_OPERATOR_WATCH_TIMEOUT_SECONDS: server-side timeout of a watch request (kopf)."""

@@ -31,7 +31,7 @@ RESOURCES = {
     "v1/pods": dict(kind="Pod", namespaced=True, subresources={"status"},
                     verbs={"get", "list", "watch", "create", "patch", "delete"}),
     "v1/persistentvolumeclaims": dict(kind="PersistentVolumeClaim", namespaced=True, verbs={"get", "create"}),
-    "v1/configmaps": dict(kind="ConfigMap", namespaced=True, verbs={"get", "create", "patch"}),
+    "v1/configmaps": dict(kind="ConfigMap", namespaced=True, verbs={"get", "list", "watch", "create", "patch"}),
     "v1/serviceaccounts": dict(kind="ServiceAccount", namespaced=True, verbs={"get", "create"}),
     "v1/events": dict(kind="Event", namespaced=True, verbs={"create", "patch"}),
     "rbac.authorization.k8s.io/v1/roles": dict(kind="Role", namespaced=True, verbs={"get", "create"}),

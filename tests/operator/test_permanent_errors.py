@@ -42,8 +42,10 @@ async def test_422_on_job_create_fails_the_training_once(k8s, api, operator):
 
 async def test_403_on_configmap_patch_is_permanent_too(k8s, api, operator):
     # The ConfigMap exists already (an earlier attempt), so launch patches it: 403 Forbidden.
-    await api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p2-spec", "namespace": NAMESPACE},
-                      "data": {}})  # fmt: skip
+    # It is the training's own (controller uid-p2): someone else's would fail as ForeignObject first.
+    owner = {"apiVersion": "nsm.dev/v1alpha1", "kind": "NSMTraining", "name": "p2", "uid": "uid-p2", "controller": True}
+    await api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p2-spec", "namespace": NAMESPACE,
+                      "ownerReferences": [owner]}, "data": {}})  # fmt: skip
     k8s["patch", CONFIGMAPS] << 403 << {"kind": "Status", "code": 403, "message": "configmaps is forbidden: quota"}
     await api.create(training("p2"))
     st = await eventually(lambda: phase_is(api, "p2", "Failed"), timeout=15)

@@ -7,6 +7,7 @@ from typing import Any
 
 from nsm_operator.builders.config import build_configmap, training_yaml
 from nsm_operator.builders.job import build_job
+from nsm_operator.builders.progress import build_progress_configmap
 from nsm_operator.builders.rbac import build_role, build_role_binding, build_service_account
 from nsm_operator.builders.storage import build_pvc, checkpoint_claim_name
 from nsm_operator.resource import Training
@@ -15,8 +16,8 @@ from nsm_operator.resource import Training
 def build_children(training: Training, access_mode: str = "ReadWriteOnce") -> list[dict[str, Any]]:
     """Every per-training child except Jobs, in creation order (the PVC only if one is built,
     with ``access_mode``)."""
-    children = [build_pvc(training, access_mode), build_configmap(training), build_service_account(training),
-                build_role(training), build_role_binding(training)]  # fmt: skip
+    children = [build_pvc(training, access_mode), build_configmap(training), build_progress_configmap(training),
+                build_service_account(training), build_role(training), build_role_binding(training)]  # fmt: skip
     return [c for c in children if c is not None]
 
 
@@ -24,6 +25,7 @@ __all__ = [
     "build_children",
     "build_configmap",
     "build_job",
+    "build_progress_configmap",
     "build_pvc",
     "build_role",
     "build_role_binding",

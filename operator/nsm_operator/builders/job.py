@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nsm.contract import NON_RETRYABLE_EXIT_CODES
+from nsm.contract import NON_RETRYABLE_EXIT_CODES, TRAINING_UID_ENV
 
 from nsm_operator.builders.meta import child_metadata
 from nsm_operator.builders.names import (
@@ -63,6 +63,8 @@ def _container(training: Training, attempt: int, settings: OperatorSettings) -> 
             {"name": "NSM_TRAINING_NAME", "value": training.name},
             {"name": "NSM_TRAINING_NAMESPACE", "value": training.namespace},
             {"name": "NSM_ATTEMPT", "value": str(attempt)},
+            # A literal: the Downward API's metadata.uid would be the pod's uid, not the training's.
+            {"name": TRAINING_UID_ENV, "value": training.uid},
             # The root filesystem is read-only: caches (torch, matplotlib) go to /tmp.
             {"name": "HOME", "value": "/tmp"},
             *_tracking_env(training),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nsm.contract import LABEL_TRAINING_UID
+
 from nsm_operator.builders.meta import child_metadata
 from nsm_operator.builders.names import pvc_name
 from nsm_operator.resource import Training
@@ -35,6 +37,9 @@ def build_pvc(training: Training, access_mode: str = "ReadWriteOnce") -> dict[st
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": child_metadata(training, pvc_name(training.name), owned=not storage.retain),
+        # The UID label says whose files the claim holds; a retained claim adopted by a new
+        # training of the same name is relabelled (targets/children.py).
+        "metadata": child_metadata(training, pvc_name(training.name), owned=not storage.retain,
+                                   **{LABEL_TRAINING_UID: training.uid}),
         "spec": spec,
     }

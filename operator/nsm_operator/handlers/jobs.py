@@ -12,7 +12,8 @@ from nsm_operator.handlers.reconcile import reconcile
 
 
 async def on_job_event(ctx: OperatorContext, event: Mapping[str, Any], body: Mapping[str, Any]) -> None:
-    """Fold a Job change into its training's status (owner found by label nsm.dev/training).
+    """Fold a Job change into its training's status (owner found by label nsm.dev/training; the
+    reconcile uses the Job only when it is ``<name>-a<n>`` controlled by that training's UID).
 
     A deleted Job (by someone else than the operator's suspend) is re-created by the reconcile,
     which re-reads the training first: after the training's own deletion it finds nothing.

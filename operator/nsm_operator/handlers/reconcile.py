@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import kopf
 from nsm.contract import iso, now_utc, parse_time
 
-from nsm_operator.errors import InvalidSpec, Rejected, TargetUnavailable
+from nsm_operator.errors import ForeignObject, InvalidSpec, Rejected, TargetUnavailable
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
+from nsm_operator.handlers.foreign import foreign_job_event
 from nsm_operator.handlers.waiting import end_if_stuck, follow_up
 from nsm_operator.lifecycle import (
     FAILED, RETRYING, SUSPENDED, TERMINAL, Action, ActionKind, Observation, Result, State, set_condition, step,
@@ -87,12 +89,16 @@ async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Trai
                    job: Mapping[str, Any] | None) -> None:  # fmt: skip
     """Observe, step, act and write the status of one validated training."""
     status: Mapping[str, Any] = body.get("status") or {}
+    if job is not None and foreign_job_event(body, training, job):
+        return  # a Job this training does not control changes nothing (a Warning was posted)
     tctx = TargetContext(training=training, status=status, settings=ctx.settings, kube=ctx.kube, body=body)
     now = now_utc()
     obs = await end_if_stuck(target, tctx, await _observe(target, tctx, job), now)
     result = step(training.spec, status, obs, now, ctx.settings.price_per_gpu_hour)
     patch: dict[str, Any] = dict(result.status)
-    patch.update(await _act(ctx, target, tctx, result.action))
+    if obs is not None and obs.state in (State.succeeded, State.failed):
+        patch.update(target.finished_fields(tctx))  # in the same patch as the phase it ends with
+    patch.update(await _act_or_fail(ctx, target, tctx, result, {**status, **patch}, now))
     again = follow_up(ctx, target, tctx, obs, patch, now)
     if again is not None:
         schedule_retry(ctx, training.namespace, training.name, again)
@@ -135,6 +141,20 @@ async def _act(ctx: OperatorContext, target: Target, tctx: TargetContext, action
         # Polling targets (Modal) report nothing by themselves: look again in a while.
         schedule_retry(ctx, training.namespace, training.name, ctx.settings.modal_poll_seconds)
     return fields
+
+
+async def _act_or_fail(ctx: OperatorContext, target: Target, tctx: TargetContext, result: Result,
+                       stepped: Mapping[str, Any], now: datetime) -> dict[str, Any]:  # fmt: skip
+    """:func:`_act`; when a child's name is taken by someone else's object (``ForeignObject``),
+    the attempt just started fails, final: the fields of that failure (``stepped``: the status
+    after this step), its events added to ``result``."""
+    try:
+        return await _act(ctx, target, tctx, result.action)
+    except ForeignObject as exc:
+        failed = Observation(State.failed, reason="ForeignObject", message=str(exc), retryable=False)
+        again = step(tctx.training.spec, stepped, failed, now, ctx.settings.price_per_gpu_hour)
+        result.events.extend(again.events)
+        return dict(again.status)
 
 
 def _status_patch(body: Mapping[str, Any], training: Training, patch: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +210,11 @@ async def on_delete(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
     tctx = TargetContext(training=training, status=body.get("status") or {}, settings=ctx.settings,
                          kube=ctx.kube, body=body)  # fmt: skip
     async with ctx.lock(training.namespace, training.name):
-        await target.delete(tctx)
+        message = await target.delete(tctx)
+    if message:
+        # Deletion goes on (the finalizer is removed): a hung namespace helps nobody.
+        log.warning("%s/%s: %s", training.namespace, training.name, message)
+        kopf.warn(dict(body), reason="CancelFailed", message=message)
 
 
 async def mark_failed(ctx: OperatorContext, body: Mapping[str, Any], *, reason: str, message: str) -> None:

@@ -61,6 +61,13 @@ class Target(Protocol):
         """Stop the current attempt (suspend); keep the checkpoint."""
         ...
 
-    async def delete(self, ctx: TargetContext) -> None:
-        """The training is being deleted: stop (cancel) its current attempt; keep the checkpoint."""
+    async def delete(self, ctx: TargetContext) -> str | None:
+        """The training is being deleted: stop (cancel) its current attempt; keep the checkpoint.
+        Bounded: never blocks the deletion for good; returns a message (posted as a Warning
+        event) when the attempt could not be stopped and someone must stop it by hand."""
+        ...
+
+    def finished_fields(self, ctx: TargetContext) -> dict[str, Any]:
+        """Status fields to write once the current attempt has ended (e.g. forget the Modal call
+        id, so nothing is left to cancel and the training needs no finalizer)."""
         ...

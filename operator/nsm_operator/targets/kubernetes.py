@@ -14,7 +14,9 @@ from nsm_operator.builders.names import CONTAINER_NAME, LABEL_ATTEMPT, LABEL_TRA
 from nsm_operator.diagnosis import PREVIOUS_ATTEMPT
 from nsm_operator.errors import TransientError
 from nsm_operator.lifecycle import Observation, State
+from nsm_operator.ownership import describe_owner, owned_by
 from nsm_operator.targets.base import TargetContext
+from nsm_operator.targets.children import ensure_child
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 log = logging.getLogger(__name__)
@@ -69,6 +71,14 @@ def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
     return Observation(State.pending, started_at=started, created_at=created)
 
 
+def foreign_job(job: Mapping[str, Any]) -> Observation:
+    """The attempt's Job name is held by a Job this training does not control: final failure."""
+    meta = job.get("metadata") or {}
+    return Observation(State.failed, reason="ForeignObject", retryable=False,
+                       message=f"Job {meta.get('name')} is not this training's (controller: {describe_owner(job)}); "
+                               "delete or rename it, then re-apply the training")  # fmt: skip
+
+
 def job_attempt(job: Mapping[str, Any]) -> int | None:
     value = ((job.get("metadata") or {}).get("labels") or {}).get(LABEL_ATTEMPT)
     return int(value) if value and value.isdigit() else None
@@ -91,10 +101,7 @@ class KubernetesTarget:
                     "message": f"attempt {attempt} waits for pod {names} of an earlier attempt to terminate"}  # fmt: skip
 
         async def ensure(child: dict[str, Any]) -> None:
-            created = await ctx.kube.create(child)
-            if not created and child["kind"] == "ConfigMap":
-                # Spec changes apply from the next attempt: rewrite the spec it reads.
-                await ctx.kube.patch("ConfigMap", training.namespace, child["metadata"]["name"], {"data": child["data"]})
+            await ensure_child(ctx.kube, training, child)
 
         async def ensure_later(child: dict[str, Any]) -> None:
             async with ctx.kube.low_priority():
@@ -110,7 +117,7 @@ class KubernetesTarget:
         await asyncio.gather(*(ensure(c) for c in first))
         job = build_job(training, attempt, ctx.settings)
         async def create_job() -> None:
-            await ctx.kube.create(job)
+            await ensure_child(ctx.kube, training, job)
             ctx.created()
 
         await asyncio.gather(create_job(), *(ensure_later(c) for c in rest))
@@ -128,7 +135,8 @@ class KubernetesTarget:
             jobs = await ctx.kube.list("Job", training.namespace, f"{LABEL_TRAINING}={training.name}")
             for old in jobs:
                 number = job_attempt(old)
-                if number is not None and number < oldest_kept:
+                # Only this training's own attempts: labels alone prove nothing (issue #11).
+                if number is not None and number < oldest_kept and owned_by(old, training.uid):
                     await ctx.kube.delete("Job", training.namespace, old["metadata"]["name"])
         except TransientError as exc:
             log.warning("%s/%s: pruning old attempt Jobs: %s", training.namespace, training.name, exc)
@@ -166,6 +174,8 @@ class KubernetesTarget:
         if attempt < 1:
             return Observation(State.absent)
         job, pods = await self.fetch(ctx, attempt)
+        if job is not None and not owned_by(job, ctx.training.uid):
+            return foreign_job(job)
         return observe_job(job, pods)
 
     async def observe_event(self, ctx: TargetContext, event: Mapping[str, Any]) -> Observation | None:
@@ -179,6 +189,10 @@ class KubernetesTarget:
         if attempt >= 1:
             await ctx.kube.delete("Job", ctx.training.namespace, job_name(ctx.training.name, attempt))
 
-    async def delete(self, ctx: TargetContext) -> None:
+    async def delete(self, ctx: TargetContext) -> str | None:
         """Owner references cascade to the Job; deleting it now only saves waiting for the GC."""
         await self.stop(ctx)
+        return None
+
+    def finished_fields(self, ctx: TargetContext) -> dict[str, Any]:
+        return {}  # an ended Job needs no bookkeeping: it is garbage-collected with the training

@@ -53,6 +53,7 @@ from nsm_operator.targets.base import TargetContext
 log = logging.getLogger(__name__)
 
 LAUNCH_GRACE_SECONDS = 120.0  # the default of OperatorSettings.modal_launch_grace_seconds
+CANCEL_RETRY_SECONDS = 2.0  # pause before cancel try n+1 on delete: n times this
 # Reasons of a spawn failure after which no call can exist.
 _CERTAIN = frozenset({"ModalAuthError", "ModalPermissionDenied", "ModalNotFound", "ModalInvalid",
                       "ModalAppNotDeployed", "ModalNotInstalled", "ModalCredentialsMissing",
@@ -220,30 +221,62 @@ class ModalTarget:
         """Suspend: cancel the call; the Volume keeps last.pt for the next attempt."""
         await self.cancel(ctx, ctx.status)
 
-    async def delete(self, ctx: TargetContext) -> None:
-        """The NSMTraining is being deleted: cancel its call (the Volume keeps the files)."""
-        await self.cancel(ctx, ctx.status)
+    async def delete(self, ctx: TargetContext) -> str | None:
+        """The NSMTraining is being deleted: cancel its call (the Volume keeps the files).
+
+        Bounded: ``modal_cancel_attempts`` tries, none once the credentials Secret is gone (a
+        namespace being deleted removes it first). Then the deletion goes on and the returned
+        message (a Warning event) names the call to cancel by hand."""
+        modal = ctx.status.get("modal") or {}
+        what = f"Modal call {modal['callId']}" if modal.get("callId") else "the Modal call being launched"
+        last: Exception | None = None
+        tries = max(1, ctx.settings.modal_cancel_attempts)
+        for i in range(tries):
+            try:
+                await self._cancel(ctx, ctx.status)
+                return None
+            except (BridgeError, TransientError) as exc:
+                last = exc
+                log.warning("%s/%s: cancel of %s failed (try %d/%d): %s", ctx.training.namespace,
+                            ctx.training.name, what, i + 1, tries, exc)  # fmt: skip
+                if getattr(exc, "reason", None) == "ModalCredentialsMissing" or i + 1 == tries:
+                    break
+                await asyncio.sleep(CANCEL_RETRY_SECONDS * (i + 1))
+        hint = (f"nsm modal cancel {modal['callId']}" if modal.get("callId")
+                else f"find it among the calls of Modal App {ctx.training.spec.modal.app}")
+        return f"could not cancel {what} ({last}); deleting anyway: cancel it by hand ({hint})"
+
+    def finished_fields(self, ctx: TargetContext) -> dict[str, Any]:
+        """The attempt's call has ended: forget its id (no cancel on delete, no finalizer needed)."""
+        modal = ctx.status.get("modal") or {}
+        if not modal.get("callId") and not modal.get("launching"):
+            return {}
+        return {"modal": {"callId": None, "launching": None, "lastCallId": modal.get("callId")}}
 
     async def cancel(self, ctx: TargetContext, status: Mapping[str, Any]) -> bool:
+        """Cancel the current call (suspend); a failure is transient (kopf retries the handler)."""
+        modal = status.get("modal") or {}
+        try:
+            return await self._cancel(ctx, status)
+        except BridgeError as exc:
+            raise TransientError(f"cancel of Modal call {modal.get('callId') or '(launching)'}: {exc}",
+                                 delay=10.0) from None
+
+    async def _cancel(self, ctx: TargetContext, status: Mapping[str, Any]) -> bool:
         """Cancel the current call; with only a launch marker, find the call or fence it out."""
         modal = status.get("modal") or {}
         call_id, launching = modal.get("callId"), modal.get("launching")
         if not call_id and not launching:
             return False
         spec, name = ctx.training.spec, ctx.training.name
-        try:
-            bridge = await self.bridge(ctx)
+        bridge = await self.bridge(ctx)
+        if not call_id:
+            record = await self._call(bridge.find_call, spec, name, int(modal.get("attempt") or 0))
+            if record and record.get("token") == launching.get("token"):
+                call_id = record.get("callId")
             if not call_id:
-                record = await self._call(bridge.find_call, spec, name, int(modal.get("attempt") or 0))
-                if record and record.get("token") == launching.get("token"):
-                    call_id = record.get("callId")
-                if not call_id:
-                    await self._call(bridge.retire, spec, name)  # a call that starts later quits
-                    return False
-            await self._call(bridge.cancel, call_id)
-        except BridgeError as exc:
-            raise TransientError(f"cancel of Modal call {call_id or '(launching)'}: {exc}", delay=10.0) from None
+                await self._call(bridge.retire, spec, name)  # a call that starts later quits
+                return False
+        await self._call(bridge.cancel, call_id)
         log.info("%s/%s: cancelled Modal call %s", ctx.training.namespace, ctx.training.name, call_id)
         return True
-
-

@@ -58,8 +58,11 @@ def release(cluster, namespace) -> Release:
 
 def can_i(cluster, user: str, verb: str, resource: str, namespace: str | None) -> bool:
     """`kubectl auth can-i VERB RESOURCE[/SUBRESOURCE] --as USER [-n NAMESPACE]`."""
-    # `can-i VERB TYPE/NAME` reads "jobs/status" as a name; subresources go in --subresource.
-    resource, _, sub = resource.partition("/")
+    # `can-i VERB TYPE/NAME` reads "jobs/status" as a name; subresources go in --subresource
+    # (but "secrets/NAME" is a name: secrets have no subresources).
+    sub = ""
+    if not resource.startswith("secrets/"):
+        resource, _, sub = resource.partition("/")
     args = ["auth", "can-i", verb, resource, f"--as={user}"] + ([f"--subresource={sub}"] if sub else [])
     args += ["-n", namespace] if namespace else []
     proc = cluster.kubectl(*args)

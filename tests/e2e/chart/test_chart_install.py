@@ -100,31 +100,36 @@ def test_serviceaccount_can_do_exactly_the_operator_rules(cluster, release, name
     authz = client.AuthorizationV1Api(k8s_api)
     cluster_scoped = {"customresourcedefinitions", "namespaces"}
 
-    def allowed(verb, group, resource, ns):
+    def allowed(verb, group, resource, ns, name=None):
         res, _, sub = resource.partition("/")
         review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
             user=user, groups=groups,
-            resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=res,
+            resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=res, name=name,
                                                             subresource=sub or None, namespace=ns)))
         return authz.create_subject_access_review(review).status.allowed
 
-    granted: dict[tuple[str, str], set[str]] = {}
+    # (group, resource, name): None = any name; a rule with resourceNames grants only those names.
+    granted: dict[tuple[str, str, str | None], set[str]] = {}
     for rule in OPERATOR_RULES:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
-                granted.setdefault((group, resource), set()).update(rule["verbs"])
+                for name in rule.get("resourceNames") or [None]:
+                    granted.setdefault((group, resource, name), set()).update(rule["verbs"])
     mismatches = []
-    for (group, resource), verbs in sorted(granted.items()):
+    for (group, resource, name), verbs in sorted(granted.items(), key=str):
         scopes = [None] if resource in cluster_scoped else [namespace, "some-other-namespace"]
         for ns in scopes:
             for verb in VERBS:
-                if allowed(verb, group, resource, ns) != (verb in verbs):
-                    mismatches.append((verb, group, resource, ns, verb in verbs))
-    assert not mismatches, f"(verb, group, resource, namespace, expected) mismatches: {mismatches}"
+                if allowed(verb, group, resource, ns, name) != (verb in verbs):
+                    mismatches.append((verb, group, resource, ns, name, verb in verbs))
+                if name is not None and allowed(verb, group, resource, ns, "any-other-name"):
+                    mismatches.append((verb, group, resource, ns, "any-other-name", False))
+    assert not mismatches, f"(verb, group, resource, namespace, name, expected) mismatches: {mismatches}"
 
     # The same authorizer through kubectl's impersonation, for the checks a reviewer reads first.
-    for group, resource in (("batch", "jobs.batch"), ("", "configmaps"), ("", "secrets")):
+    for group, resource in (("batch", "jobs.batch"), ("", "configmaps"), ("", "secrets/modal-credentials")):
         assert _can_i(cluster, user, "get", resource, "some-other-namespace")
+    assert not _can_i(cluster, user, "get", "secrets/db-password", "some-other-namespace")
     assert _can_i(cluster, user, "patch", "nsmtrainings.nsm.dev/status", namespace)
     assert _can_i(cluster, user, "list", "customresourcedefinitions.apiextensions.k8s.io", None)
     denied = [(v, r) for v, r, namespaced in DENIED if _can_i(cluster, user, v, r, namespace if namespaced else None)]

@@ -46,7 +46,8 @@ def test_op_apply_runs_attempt_1_to_success(nsmt, cluster, core_v1, rbac_v1, ope
     assert core_v1.read_namespaced_persistent_volume_claim("happy-checkpoints", nsmt.ns)
     assert "training.yaml" in core_v1.read_namespaced_config_map("happy-spec", nsmt.ns).data
     role = rbac_v1.read_namespaced_role("happy-trainer", nsmt.ns)
-    assert role.rules[0].resource_names == ["happy"] and role.rules[0].verbs == ["get", "patch"]
+    assert role.rules[0].resources == ["configmaps"] and role.rules[0].resource_names == ["happy-progress"]
+    assert role.rules[0].verbs == ["get", "patch"] and len(role.rules) == 1
 
     out = cluster.kubectl("get", "nsmt", "happy", "-n", nsmt.ns, check=True).stdout
     header, row = out.splitlines()[:2]
@@ -179,7 +180,8 @@ def test_op_examples_pass_server_side_dry_run(nsmt, cluster):
 
 def test_op_real_trainer_reports_progress(nsmt, cluster, tmp_path):
     # The Job stays Running (hang); a real `nsm train` on this machine plays its pod, with the
-    # trainer ServiceAccount's token, so the per-training Role is what lets it patch status.
+    # trainer ServiceAccount's token, so the per-training Role is what lets it write its progress
+    # ConfigMap, which the operator mirrors into the status.
     nsmt.apply("live", annotations={"kwok.nsm.dev/outcome": "hang"}, epochs=2)
     nsmt.wait_phase("live", "Running")
     token = cluster.kubectl("create", "token", "live-trainer", "-n", nsmt.ns, "--duration=1h", check=True).stdout.strip()

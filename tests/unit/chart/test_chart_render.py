@@ -10,7 +10,7 @@ import pytest
 import yaml
 from tests.unit.chart.chart_fixtures import CHART, REPO, by_kind, helm, one, render  # noqa: F401 - fixtures
 
-from nsm_operator.rbac import OPERATOR_RULES
+from nsm_operator.rbac import OPERATOR_RULES, operator_rules
 
 OPTIONAL = {
     "ServiceMonitor": "serviceMonitor",
@@ -263,3 +263,36 @@ def test_chart_metadata():
     assert chart["appVersion"] == "0.1.0"
     # Not crds/: Helm installs those once and never upgrades them (templates/crd.yaml does).
     assert not (CHART / "crds").exists()
+
+
+def test_modal_secret_is_the_only_secret_the_operator_may_read(render):
+    role = _operator_role(render(set=["operator.modalSecret=modal-prod"]))
+    assert _canonical(role["rules"]) == _canonical(operator_rules("modal-prod"))
+    (rule,) = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert rule["resourceNames"] == ["modal-prod"] and rule["verbs"] == ["get"]
+
+
+def test_metrics_listen_on_the_pod_ip_unless_set(render):
+    env = {e["name"]: e for e in one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["NSM_OPERATOR_METRICS_ADDRESS"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    env = {e["name"]: e for e in one(render(set=["metrics.address=127.0.0.1"]), "Deployment")
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    assert env["NSM_OPERATOR_METRICS_ADDRESS"] == {"name": "NSM_OPERATOR_METRICS_ADDRESS", "value": "127.0.0.1"}
+
+
+def test_network_policies_are_optional_and_admit_only_metrics(render):
+    assert not by_kind(render(), "NetworkPolicy")
+    peer = "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring"
+    objs = render(set=["networkPolicy.enabled=true", peer, "networkPolicy.trainerNamespaces={ml,research}"],
+                  namespace="ops")  # fmt: skip
+    policies = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in by_kind(objs, "NetworkPolicy")}
+    assert set(policies) == {("ops", "nsm-operator"), ("ml", "nsm-operator-trainers"), ("research", "nsm-operator-trainers")}
+    trainer = policies[("ml", "nsm-operator-trainers")]["spec"]
+    assert trainer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "nsm-trainer"}}
+    for p in policies.values():
+        assert p["spec"]["policyTypes"] == ["Ingress"]
+        (rule,) = p["spec"]["ingress"]
+        assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+        assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    closed = render(set=["networkPolicy.enabled=true"])
+    assert one(closed, "NetworkPolicy")["spec"]["ingress"] == []

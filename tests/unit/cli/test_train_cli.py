@@ -110,3 +110,12 @@ def test_train_end_to_end_with_report(tmp_path, tiny_model, data_cache, capsys):
     # Re-running with --resume auto finds the finished run and does no more epochs.
     assert main(["train", *TINY, "--output-dir", str(tmp_path), "--data-cache", str(data_cache)]) == 0
     assert json.loads((tmp_path / "results.json").read_text())["resumed_from_epoch"] == 2
+
+
+def test_resuming_a_checkpoint_of_another_model_shape_exits_2(tmp_path, data_cache, capsys):
+    # The real NSM model: a spec with another hiddenDim cannot load the checkpoint's weights.
+    argv = [*TINY, "--epochs", "1", "--output-dir", str(tmp_path), "--data-cache", str(data_cache)]
+    assert main(["train", *argv, "--set", "model.hiddenDim=16"]) == 0
+    assert main(["train", *argv, "--set", "model.hiddenDim=24", "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "spec.model.hiddenDim" in err and "cannot resume" in err and "hidden_dim=16" in err

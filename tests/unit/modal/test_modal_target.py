@@ -280,3 +280,46 @@ async def test_delete_while_launching_cancels_a_started_call(env: dict[str, Any]
                         kube=env["kube"])
     await env["target"].delete(ctx)
     assert fake.calls("t1")[0]["cancelledAt"] is not None and fake.calls("t1")[0]["id"] == started
+
+
+async def test_delete_without_credentials_gives_up_at_once_naming_the_call(env: dict[str, Any]) -> None:
+    env["fake"].script("t1", {"startAfter": 0.1, "epochSeconds": 5})
+    await until(env, "Running")
+    body = env["kube"].body
+    env["kube"].secret = None  # namespace deletion removed it
+    ctx = TargetContext(training=Training.from_body(body), status=body["status"], settings=OperatorSettings(), kube=env["kube"])
+    message = await env["target"].delete(ctx)
+    call_id = body["status"]["modal"]["callId"]
+    assert message and f"nsm modal cancel {call_id}" in message and "ModalCredentialsMissing" in message
+    assert env["fake"].calls("t1")[0]["cancelledAt"] is None
+
+
+async def test_delete_tries_a_bounded_number_of_times(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import nsm_operator.targets.modal as modal_target
+    from nsm.modal.types import BridgeError
+    from tests.fakes.modal_bridge import FakeBridge as Fake
+
+    env["fake"].script("t1", {"startAfter": 0.1, "epochSeconds": 5})
+    await until(env, "Running")
+    tries = []
+
+    def failing_cancel(self, call_id):
+        tries.append(call_id)
+        raise BridgeError("ModalUnavailable", "Modal did not answer", retryable=True)
+
+    monkeypatch.setattr(Fake, "cancel", failing_cancel)
+    monkeypatch.setattr(modal_target, "CANCEL_RETRY_SECONDS", 0.0)
+    body = env["kube"].body
+    ctx = TargetContext(training=Training.from_body(body), status=body["status"],
+                        settings=OperatorSettings(modal_cancel_attempts=4), kube=env["kube"])  # fmt: skip
+    message = await env["target"].delete(ctx)
+    assert len(tries) == 4 and "Modal did not answer" in message and "cancel it by hand" in message
+
+
+def test_a_finished_call_is_forgotten(env: dict[str, Any]) -> None:
+    body = env["kube"].body
+    status = {"modal": {"attempt": 1, "callId": "fc-1"}}
+    ctx = TargetContext(training=Training.from_body(body), status=status, settings=OperatorSettings(), kube=env["kube"])
+    assert env["target"].finished_fields(ctx) == {"modal": {"callId": None, "launching": None, "lastCallId": "fc-1"}}
+    ctx.status = {"modal": {"attempt": 1, "callId": None, "lastCallId": "fc-1"}}
+    assert env["target"].finished_fields(ctx) == {}

@@ -28,7 +28,7 @@ def test_operator_can_do_its_job():
         ("", "pods", "list"), ("", "persistentvolumeclaims", "create"), ("", "configmaps", "patch"),
         ("", "serviceaccounts", "create"), ("rbac.authorization.k8s.io", "roles", "create"),
         ("rbac.authorization.k8s.io", "rolebindings", "create"), ("", "events", "create"),
-        ("events.k8s.io", "events", "create"), ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
         ("", "namespaces", "list"), ("", "secrets", "get"),
     ]  # fmt: skip
     for need in needs:

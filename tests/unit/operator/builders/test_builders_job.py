@@ -55,6 +55,7 @@ def test_job_exact(make_training, settings):
                                 {"name": "NSM_TRAINING_NAME", "value": "causal-prod"},
                                 {"name": "NSM_TRAINING_NAMESPACE", "value": "ml"},
                                 {"name": "NSM_ATTEMPT", "value": "2"},
+                                {"name": "NSM_TRAINING_UID", "value": "uid-1"},
                                 {"name": "HOME", "value": "/tmp"},
                             ],
                             "ports": [{"name": "metrics", "containerPort": 9400, "protocol": "TCP"}],

@@ -54,7 +54,7 @@ def test_env_and_env_from_by_reference(make_training, settings):
            {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "api-key"}}}]
     env_from = [{"configMapRef": {"name": "proxy-settings"}, "prefix": "PROXY_"}]
     c = _pod(build_job(make_training(env=env, envFrom=env_from), 3, settings))["containers"][0]
-    assert [e["name"] for e in c["env"]] == ["NSM_TRAINING_NAME", "NSM_TRAINING_NAMESPACE", "NSM_ATTEMPT", "HOME",
+    assert [e["name"] for e in c["env"]] == ["NSM_TRAINING_NAME", "NSM_TRAINING_NAMESPACE", "NSM_ATTEMPT", "NSM_TRAINING_UID", "HOME",
                                              "WANDB_PROJECT", "WANDB_API_KEY"]  # fmt: skip
     assert c["env"][-2:] == env
     assert c["envFrom"] == [{"prefix": "PROXY_", "configMapRef": {"name": "proxy-settings"}}]
@@ -87,7 +87,7 @@ def test_operator_defaults_merge_under_the_training(make_training):
     assert pod["affinity"]["podAffinity"] == {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "zone"}]}
     assert "nodeAffinity" in pod["affinity"]  # the product term still applies
     c = pod["containers"][0]
-    assert c["env"][4:] == [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}, {"name": "LOG", "value": "debug"}]
+    assert c["env"][5:] == [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}, {"name": "LOG", "value": "debug"}]
     assert c["envFrom"] == [{"secretRef": {"name": "org-env"}}, {"configMapRef": {"name": "own"}}]
     # CPU pods get neither the GPU tolerations nor the product affinity.
     cpu = _pod(build_job(make_training(resources={"gpu": {"count": 0}}), 1, settings))

@@ -8,7 +8,7 @@ def test_trainer_rbac(make_training):
     sa, role, rb = build_service_account(t), build_role(t), build_role_binding(t)
     assert sa["kind"] == "ServiceAccount" and sa["metadata"]["name"] == "causal-prod-trainer"
     assert role["rules"] == [
-        {"apiGroups": ["nsm.dev"], "resources": ["nsmtrainings/status"], "resourceNames": ["causal-prod"],
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["causal-prod-progress"],
          "verbs": ["get", "patch"]}
     ]  # fmt: skip
     assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "causal-prod-trainer"}

@@ -11,7 +11,7 @@ def test_retained_pvc_has_no_owner(make_training):
             "name": "causal-prod-checkpoints",
             "namespace": "ml",
             "labels": {"app.kubernetes.io/name": "nsm-trainer", "app.kubernetes.io/managed-by": "nsm-operator",
-                       "nsm.dev/training": "causal-prod"},
+                       "nsm.dev/training": "causal-prod", "nsm.dev/training-uid": "uid-1"},
         },  # fmt: skip
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}},
                  "storageClassName": "fast"},
