@@ -30,6 +30,7 @@ def spec_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeBridge:
     bridge = FakeBridge(tmp_path / "fake")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the recorded call ids stay in the test
     monkeypatch.setattr("nsm.cli.modal._bridge", lambda: bridge)
     monkeypatch.setattr("nsm.cli.modal._modal_ready", lambda: True)
     return bridge
@@ -114,3 +115,33 @@ def test_clear_errors_without_modal_or_credentials(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(config, "get", lambda key, *a, **k: None)
     assert main(["modal", "deploy", "-f", str(spec_file)]) == 1
     assert "no Modal credentials: run `modal token new`" in capsys.readouterr().err
+
+
+@pytest.fixture
+def output_entered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each entry into ``modal.enable_output`` (replaced by a recording context manager:
+    the real one only prints what Modal's unreachable servers would send)."""
+    import contextlib
+
+    modal = pytest.importorskip("modal")
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def enable_output():  # type: ignore[no-untyped-def]
+        entered.append("enter")
+        yield
+
+    monkeypatch.setattr(modal, "enable_output", enable_output)
+    return entered
+
+
+def test_deploy_and_run_stream_modal_output_unless_quiet(fake: FakeBridge, spec_file: Path,
+                                                         output_entered: list[str]) -> None:
+    """Fakes: FakeBridge for Modal, a recording ``modal.enable_output``."""
+    assert main(["modal", "deploy", "-f", str(spec_file)]) == 0
+    assert output_entered == ["enter"]
+    assert main(["modal", "run", "-f", str(spec_file), "--detach"]) == 0
+    assert output_entered == ["enter", "enter"]
+    assert main(["modal", "deploy", "-f", str(spec_file), "--quiet"]) == 0
+    assert main(["modal", "run", "-f", str(spec_file), "--detach", "--quiet"]) == 0
+    assert output_entered == ["enter", "enter"]
