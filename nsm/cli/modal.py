@@ -12,7 +12,8 @@ modal-calls.json; ``logs`` and ``attach`` look it up there (e.g. after ``run --d
 Credentials are Modal's own (``modal token new``, ``~/.modal.toml`` or MODAL_TOKEN_ID /
 MODAL_TOKEN_SECRET). GPU, CPU, memory, timeout, retries and the Volume come from the spec; see
 docs/modal.md. ``run`` deploys the App first when it is missing and keeps Modal's retries on
-(``spec.retry`` within Modal's limits). Exit codes: 0 succeeded (or detached), 2 invalid spec,
+(``spec.retry`` within Modal's limits). Each SDK call has a 30 s deadline
+(NSM_MODAL_TIMEOUT_SECONDS; a deploy 30 min). Exit codes: 0 succeeded (or detached), 2 invalid spec,
 3 diverged, 1 anything else.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import os
 import sys
 import time
 from typing import Any
@@ -29,6 +31,7 @@ from nsm.contract import HISTORY_FILE, RESULTS_FILE, ExitCode, exit_code_of
 from nsm.spec import SpecError
 
 FOLLOW_SECONDS = 10.0
+TIMEOUT_ENV = "NSM_MODAL_TIMEOUT_SECONDS"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -112,9 +115,18 @@ def _training(args: argparse.Namespace) -> Any:
 
 
 def _bridge() -> Any:
-    from nsm.modal.bridge import SDKBridge
+    """The real bridge; ``NSM_MODAL_TIMEOUT_SECONDS`` overrides its per-call deadline (default 30 s)."""
+    from nsm.modal.bridge import DEFAULT_TIMEOUT_SECONDS, BridgeError, SDKBridge
 
-    return SDKBridge(modal_retries=True)
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    try:
+        timeout = float(raw) if raw else DEFAULT_TIMEOUT_SECONDS
+    except ValueError:
+        timeout = -1.0
+    if not timeout > 0:
+        raise BridgeError("InvalidSetting", f"{TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}",
+                          retryable=False)
+    return SDKBridge(timeout=timeout, modal_retries=True)
 
 
 def handle_deploy(args: argparse.Namespace) -> int:
@@ -200,8 +212,8 @@ def handle_run(args: argparse.Namespace) -> int:
     if not _modal_ready():
         return ExitCode.ERROR
     name = args.name or training.metadata.name
-    bridge = _bridge()
     try:
+        bridge = _bridge()
         with _output(args.quiet):
             call_id = bridge.spawn(training.spec, name, 1, new_token())
     except BridgeError as exc:
@@ -281,9 +293,10 @@ def handle_attach(args: argparse.Namespace) -> int:
         return ExitCode.INVALID_SPEC
     if not _modal_ready():
         return ExitCode.ERROR
-    bridge, call_id = _bridge(), entry["callId"]
+    call_id = entry["callId"]
     print(f"attached to call {call_id} of {args.name!r} (Ctrl-C detaches; the call keeps running)", flush=True)
     try:
+        bridge = _bridge()
         bridge.stream_logs(call_id, lambda m: print(m, end="" if m.endswith("\n") else "\n", flush=True))
         while True:  # the stream ends when Modal sees the call finish (best effort): ask for the result
             outcome = bridge.poll(call_id)
