@@ -10,8 +10,9 @@ Interface (:class:`ModalBridge`), small on purpose::
     find_call(spec, name, attempt)                -> the call's start record, or None
     retire(spec, name)                            -> rewrite the fence: no pending call may start
 
-Every method is synchronous and runs the SDK under its own deadline (a daemon thread joined with a
-timeout): with Modal's servers unreachable an SDK call otherwise hangs for about a minute. Errors
+Every method is synchronous and runs Modal's async SDK interface under its own deadline
+(``asyncio.timeout``, which cancels the call): with Modal's servers unreachable an SDK call
+otherwise hangs for about a minute. Errors
 that are not an outcome of the call (timeout, bad credentials, app not deployed …) raise
 :class:`BridgeError`, whose ``reason`` / ``message`` go into the NSMTraining's status; messages
 are redacted so that a token never reaches a log, an event or the status.
@@ -22,11 +23,11 @@ fake (``tests/fakes/modal_bridge.py``) through ``NSM_OPERATOR_MODAL_BRIDGE=modul
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from nsm.contract import FENCE_FILE, HISTORY_FILE, RESULTS_FILE, call_record
@@ -64,31 +65,28 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return _TOKEN_PATTERN.sub(REDACTED, text)
 
 
-def call_with_deadline(fn: Callable[[], T], timeout: float, what: str) -> T:
-    """Run ``fn`` in a daemon thread; :class:`BridgeError` ``ModalTimeout`` after ``timeout`` s.
+def run_with_deadline(make: Callable[[], Awaitable[T]], timeout: float | None, what: str) -> T:
+    """Run the coroutine ``make()`` on a fresh event loop, cancelled after ``timeout`` s (None: never).
 
-    A timed-out call keeps running in its thread until the SDK gives up by itself; its result is
-    dropped. Daemon threads never block the process from exiting.
+    On timeout the coroutine gets :class:`asyncio.CancelledError` at its ``await`` (Modal's ``.aio``
+    calls stop there) and :class:`BridgeError` ``ModalTimeout`` is raised; nothing keeps running
+    after the call returns. A fresh loop per call lets the operator call the bridge from its worker
+    threads (``asyncio.to_thread``) and the CLI from plain code.
     """
-    box: dict[str, Any] = {}
 
-    def target() -> None:
+    async def bounded() -> T:
         try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
+            async with asyncio.timeout(timeout) as scope:
+                return await make()
+        except TimeoutError:
+            if scope.expired():  # our deadline, not a TimeoutError raised by the call itself
+                raise BridgeError(
+                    "ModalTimeout",
+                    f"Modal did not answer {what} within {timeout:g} s (are Modal's servers reachable?)",
+                ) from None
+            raise
 
-    thread = threading.Thread(target=target, name=f"modal-{what}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise BridgeError(
-            "ModalTimeout",
-            f"Modal did not answer {what} within {timeout:g} s (are Modal's servers reachable?)",
-        )
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return asyncio.run(bounded())
 
 
 def _modal_exceptions() -> Any:
@@ -196,9 +194,12 @@ class SDKBridge:
     def __repr__(self) -> str:
         return f"SDKBridge(timeout={self.timeout:g}, modal_retries={self.modal_retries})"
 
-    def _run(self, fn: Callable[[], T], what: str, timeout: float | None = None) -> T:
+    def _run(self, make: Callable[[], Awaitable[T]], what: str, timeout: float | None = None, *,
+             bounded: bool = True) -> T:
+        """``make()`` under ``timeout`` (default: the bridge's; ``bounded=False``: none), errors classified."""
+        limit = (self.timeout if timeout is None else timeout) if bounded else None
         try:
-            return call_with_deadline(fn, self.timeout if timeout is None else timeout, what)
+            return run_with_deadline(make, limit, what)
         except BaseException as exc:  # noqa: BLE001 - every SDK error leaves as a redacted BridgeError
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -223,7 +224,7 @@ class SDKBridge:
         what = f"spawn of {spec.modal.app}.train"
         options = modal_options(spec)  # once per spawn, also when the App must be deployed first
 
-        def spawn() -> str:
+        def spawn() -> Awaitable[str]:
             return self.sdk.spawn(spec, options, args, retries=self.modal_retries)  # type: ignore[no-any-return]
 
         try:
@@ -241,7 +242,7 @@ class SDKBridge:
     def poll(self, call_id: str) -> Outcome:
         what = f"poll of call {call_id}"
         try:
-            value = call_with_deadline(lambda: self.sdk.get(call_id), self.timeout, what)
+            value = run_with_deadline(lambda: self.sdk.get(call_id), self.timeout, what)
         except BridgeError as exc:
             raise classify(exc, what, self._secrets) from None
         except BaseException as exc:  # noqa: BLE001
@@ -255,6 +256,37 @@ class SDKBridge:
 
     def cancel(self, call_id: str) -> None:
         self._run(lambda: self.sdk.cancel(call_id), f"cancel of call {call_id}")
+
+    def log_tail(self, call_id: str, entries: int = 100) -> list[str]:
+        """The call's last ``entries`` log messages, redacted."""
+
+        async def tail() -> list[str]:
+            return [redact(m, self._secrets) async for m in self.sdk.log_tail(call_id, entries)]
+
+        return self._run(tail, f"reading the logs of call {call_id}")
+
+    def stream_logs(self, call_id: str, emit: Callable[[str], None], idle_timeout: float | None = None) -> None:
+        """Pass each new log message of the call (redacted) to ``emit`` until the call ends.
+
+        No overall deadline (a training runs for hours); ``idle_timeout`` bounds the wait for the
+        next message. Ctrl-C cancels the stream (``asyncio.run`` cancels its task) and propagates.
+        """
+        what = f"streaming the logs of call {call_id}"
+
+        async def stream() -> None:
+            messages = aiter(self.sdk.log_stream(call_id))
+            while True:
+                try:
+                    if idle_timeout is None:
+                        message = await anext(messages)
+                    else:
+                        async with asyncio.timeout(idle_timeout):
+                            message = await anext(messages)
+                except StopAsyncIteration:
+                    return
+                emit(redact(message, self._secrets))
+
+        self._run(stream, what, bounded=False)
 
     def read_file(self, spec: NSMTrainingSpec, path: str) -> bytes | None:
         return self._run(lambda: self.sdk.read_file(spec, path), f"reading {path} from volume {spec.modal.volume!r}")

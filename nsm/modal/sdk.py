@@ -1,17 +1,20 @@
-"""The thin layer of blocking Modal SDK calls under :class:`nsm.modal.bridge.SDKBridge`; it never
-imports the bridge (the types both use live in :mod:`nsm.modal.types`).
+"""The thin layer of Modal SDK calls under :class:`nsm.modal.bridge.SDKBridge`; it never imports
+the bridge (the types both use live in :mod:`nsm.modal.types`).
 
-Each method is one SDK round trip (or a short sequence), written against modal 1.6.4's current
-API: ``Client.from_credentials``, ``App.deploy``, ``Function.from_name(...).with_options(...)
-.spawn``, ``FunctionCall.from_id(...).get(timeout=0)`` / ``.cancel()``, ``Volume.from_name``,
-``Volume.read_file`` and ``Volume.batch_upload``. The bridge puts a deadline on each and turns
-exceptions into status messages; nothing here catches errors except "file not found". ``spawn``
-takes the :class:`~nsm.modal.mapping.ModalOptions` the bridge computed once for the spawn.
+Every method is a coroutine on Modal's async interface (the ``.aio`` variants of modal 1.6.4):
+``Client.from_credentials.aio``, ``App.deploy.aio``, ``Function.from_name(...).with_options(...)
+.spawn.aio``, ``FunctionCall.from_id(...).get.aio(timeout=0)`` / ``.cancel.aio()`` /
+``.logs.tail.aio`` / ``.logs.stream.aio``, ``Volume.read_file.aio`` and ``Volume.batch_upload.aio``
+(``from_name`` / ``from_id`` / ``with_options`` are lazy and make no round trip). Being
+coroutines, they stop when the bridge's deadline cancels them instead of running on in a thread.
+The bridge turns exceptions into status messages; nothing here catches errors except "file not
+found". ``spawn`` takes the :class:`~nsm.modal.mapping.ModalOptions` the bridge computed once.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 from nsm.modal.mapping import FUNCTION_NAME, ModalOptions
@@ -29,7 +32,7 @@ def _modal() -> Any:
 
 
 class ModalSDK:
-    """Blocking SDK calls with one lazily opened client.
+    """Async SDK calls with one lazily opened client.
 
     With ``credentials`` (the operator: a Kubernetes Secret) the client is
     ``Client.from_credentials``; without (the CLI) ``client=None`` lets the SDK use
@@ -40,50 +43,66 @@ class ModalSDK:
         self._credentials = credentials
         self._client: Any = None
 
-    def client(self) -> Any:
+    async def client(self) -> Any:
         if self._client is None and self._credentials is not None:
-            self._client = _modal().Client.from_credentials(
+            self._client = await _modal().Client.from_credentials.aio(
                 self._credentials.token_id, self._credentials.token_secret
             )
         return self._client
 
-    def _volume(self, spec: NSMTrainingSpec, *, create: bool = False) -> Any:
+    async def _volume(self, spec: NSMTrainingSpec, *, create: bool = False) -> Any:
         return _modal().Volume.from_name(
             spec.modal.volume, environment_name=spec.modal.environment,
-            create_if_missing=create, client=self.client(),
+            create_if_missing=create, client=await self.client(),
         )
 
-    def deploy(self, spec: NSMTrainingSpec) -> str:
+    async def _call(self, call_id: str) -> Any:
+        return _modal().FunctionCall.from_id(call_id, client=await self.client())
+
+    async def deploy(self, spec: NSMTrainingSpec) -> str:
         from nsm.modal.app import build_app
 
         app, _ = build_app(spec)
-        app.deploy(name=spec.modal.app, environment_name=spec.modal.environment, client=self.client())
+        await app.deploy.aio(name=spec.modal.app, environment_name=spec.modal.environment,
+                             client=await self.client())
         return spec.modal.app
 
-    def spawn(self, spec: NSMTrainingSpec, options: ModalOptions, args: tuple[Any, ...], *, retries: bool) -> str:
+    async def spawn(self, spec: NSMTrainingSpec, options: ModalOptions, args: tuple[Any, ...], *,
+                    retries: bool) -> str:
         modal = _modal()
         function = modal.Function.from_name(
-            options.app_name, FUNCTION_NAME, environment_name=options.environment, client=self.client()
+            options.app_name, FUNCTION_NAME, environment_name=options.environment, client=await self.client()
         )
         # Options are per call: every training gets its own GPU, CPU, memory, timeout and Volume
         # from its spec, on top of the deployed Function (Modal cannot remove a deployed GPU).
-        configured = function.with_options(**options.function_kwargs(volume=self._volume(spec, create=True),
+        configured = function.with_options(**options.function_kwargs(volume=await self._volume(spec, create=True),
                                                                      retries=retries))
-        return configured.spawn(*args).object_id
+        call = await configured.spawn.aio(*args)
+        return call.object_id  # type: ignore[no-any-return]
 
-    def get(self, call_id: str) -> Any:
-        return _modal().FunctionCall.from_id(call_id, client=self.client()).get(timeout=0)
+    async def get(self, call_id: str) -> Any:
+        return await (await self._call(call_id)).get.aio(timeout=0)
 
-    def cancel(self, call_id: str) -> None:
-        _modal().FunctionCall.from_id(call_id, client=self.client()).cancel()
+    async def cancel(self, call_id: str) -> None:
+        await (await self._call(call_id)).cancel.aio()
 
-    def read_file(self, spec: NSMTrainingSpec, path: str) -> bytes | None:
+    async def log_tail(self, call_id: str, entries: int) -> AsyncIterator[str]:
+        """The call's last ``entries`` log messages (stdout, stderr and Modal's system lines)."""
+        async for entry in (await self._call(call_id)).logs.tail.aio(entries=entries):
+            yield entry.message
+
+    async def log_stream(self, call_id: str) -> AsyncIterator[str]:
+        """The call's log messages as they arrive, until Modal sees the call finish."""
+        async for entry in (await self._call(call_id)).logs.stream.aio():
+            yield entry.message
+
+    async def read_file(self, spec: NSMTrainingSpec, path: str) -> bytes | None:
         modal = _modal()
         try:
-            return b"".join(self._volume(spec).read_file(path))
+            return b"".join([chunk async for chunk in (await self._volume(spec)).read_file.aio(path)])
         except (FileNotFoundError, modal.exception.NotFoundError):
             return None
 
-    def write_file(self, spec: NSMTrainingSpec, path: str, data: bytes) -> None:
-        with self._volume(spec, create=True).batch_upload(force=True) as batch:
+    async def write_file(self, spec: NSMTrainingSpec, path: str, data: bytes) -> None:
+        async with (await self._volume(spec, create=True)).batch_upload.aio(force=True) as batch:
             batch.put_file(io.BytesIO(data), path)

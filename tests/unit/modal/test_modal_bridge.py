@@ -1,13 +1,15 @@
 """The bridge's error handling (nsm.modal.bridge.SDKBridge) against a fake SDK layer.
 
 Modal's servers are unreachable from the test machines, so the SDK layer (``nsm.modal.sdk``) is
-replaced by :class:`FakeSDK`, which raises the exceptions modal 1.6.4 raises (``AuthError``,
-``OutputExpiredError`` …) or sleeps past the bridge's deadline. One test does use the real SDK:
+replaced by :class:`~tests.fakes.modal_sdk.FakeSDK`, an async stand-in for ``nsm.modal.sdk.ModalSDK`` (whose methods are
+coroutines over Modal's ``.aio`` API) that raises the exceptions modal 1.6.4 raises (``AuthError``,
+``OutputExpiredError`` …) or awaits past the bridge's deadline. One test does use the real SDK:
 against unreachable servers it must end in the bridge's own timeout, not hang.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -30,55 +32,11 @@ from nsm.modal.bridge import (  # noqa: E402
 )
 from nsm.modal.runner import RetryableTrainerError  # noqa: E402
 from nsm.spec import parse_spec  # noqa: E402
+from tests.fakes.modal_sdk import FakeSDK  # noqa: E402
 
 TOKEN_ID, TOKEN_SECRET = "ak-Id0123456789abc", "as-Secret0123456789xyz"
 CREDS = Credentials(TOKEN_ID, TOKEN_SECRET)
 SPEC = parse_spec({"domain": "causal", "modal": {"app": "nsm-test", "volume": "vol"}})
-
-
-class FakeSDK:
-    """Scripted SDK: ``get_result`` is returned or raised by ``get``; ``delay`` sleeps first."""
-
-    def __init__(self, get_result: Any = None, delay: float = 0.0, spawn_error: BaseException | None = None):
-        self.get_result = get_result
-        self.delay = delay
-        self.spawn_error = spawn_error
-        self.log: list[tuple[str, Any]] = []
-        self.files: dict[str, bytes] = {}
-        self.options: list[Any] = []
-
-    def _maybe(self, value: Any) -> Any:
-        time.sleep(self.delay)
-        if isinstance(value, BaseException):
-            raise value
-        return value
-
-    def deploy(self, spec):
-        self.log.append(("deploy", spec.modal.app))
-        self.deployed_gpus = spec.resources.gpu.count
-        self.spawn_error = None
-        return spec.modal.app
-
-    def spawn(self, spec, options, args, *, retries):
-        self.options.append(options)
-        self.log.append(("spawn", args[1:], retries))
-        if self.spawn_error is not None:
-            raise self.spawn_error
-        return self._maybe("fc-1")
-
-    def get(self, call_id):
-        return self._maybe(self.get_result)
-
-    def cancel(self, call_id):
-        self.log.append(("cancel", call_id))
-        return self._maybe(None)
-
-    def read_file(self, spec, path):
-        return self._maybe(self.files.get(path))
-
-    def write_file(self, spec, path, data):
-        self.log.append(("write", path))
-        self.files[path] = data
 
 
 def bridge(sdk: FakeSDK, timeout: float = 2.0) -> SDKBridge:
@@ -96,6 +54,36 @@ def test_a_hanging_call_becomes_a_timeout_message() -> None:
     assert time.monotonic() - started < 2
     assert info.value.reason == "ModalTimeout" and info.value.retryable
     assert info.value.message == "Modal did not answer poll of call fc-1 within 0.2 s (are Modal's servers reachable?)"
+
+
+def test_a_timeout_cancels_the_awaited_call() -> None:
+    """FakeSDK: the deadline cancels the SDK coroutine (it sees CancelledError at its await) instead
+    of leaving it running in a thread as the old thread-based deadline did."""
+    sdk = FakeSDK(get_result={"ok": True}, delay=30)
+    with pytest.raises(BridgeError) as info:
+        bridge(sdk, timeout=0.1).poll("fc-1")
+    assert info.value.reason == "ModalTimeout"
+    assert sdk.cancelled == ["get"]
+    with pytest.raises(BridgeError):
+        bridge(sdk, timeout=0.1).cancel("fc-1")
+    assert sdk.cancelled == ["get", "cancel"]
+
+
+def test_a_timeout_raised_by_the_call_itself_is_not_our_deadline() -> None:
+    """FakeSDK raising the builtin TimeoutError (an OS-level timeout) well within the deadline."""
+    with pytest.raises(BridgeError) as info:
+        bridge(FakeSDK(get_result=TimeoutError("read timed out")), timeout=5).poll("fc-1")
+    assert info.value.reason == "ModalUnreachable" and "read timed out" in info.value.message
+
+
+def test_logs_are_redacted() -> None:
+    """FakeSDK yielding log lines, one of them with the token in it."""
+    sdk = FakeSDK(logs=("epoch 1", f"token {TOKEN_SECRET}", "epoch 2"))
+    b = bridge(sdk)
+    assert b.log_tail("fc-1", 2) == ["token ***", "epoch 2"]
+    seen: list[str] = []
+    b.stream_logs("fc-1", seen.append)
+    assert seen == ["epoch 1", "token ***", "epoch 2"]
 
 
 def test_an_auth_error_becomes_a_clear_redacted_message() -> None:
