@@ -78,8 +78,10 @@ def test_op_quota_rejection_fails_the_training_once(nsmt, cluster, core_v1, oper
     assert st["failureReason"] == "Forbidden"
     assert "the API server rejected creating Job quota-a1 (HTTP 403)" in st["message"]
     assert "exceeded quota: no-jobs" in st["message"]
-    events = core_v1.list_namespaced_event(nsmt.ns, field_selector="involvedObject.name=quota").items
-    assert any(e.reason == "Forbidden" and "exceeded quota" in e.message for e in events)
+    # kopf posts events from its own workers, after the status patch: wait for it (bounded).
+    wait_for(lambda: any(e.reason == "Forbidden" and "exceeded quota" in e.message for e in
+                         core_v1.list_namespaced_event(nsmt.ns, field_selector="involvedObject.name=quota").items),
+             30, "the Forbidden event")  # fmt: skip
     rv = nsmt.get("quota")["metadata"]["resourceVersion"]
     time.sleep(5)  # a retry loop would patch the status (or log a 403) every 2 s
     assert nsmt.get("quota")["metadata"]["resourceVersion"] == rv
