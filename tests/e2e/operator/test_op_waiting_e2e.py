@@ -57,7 +57,7 @@ def test_op_image_pull_backoff_is_shown_and_fails_without_retry(nsmt, core_v1):
     st = nsmt.wait_phase("badimage", "Failed", timeout=60)
     assert st["failureReason"] == "ImagePullBackOff" and st["attempts"] == 1 and st.get("retries", 0) == 0
     assert st["reason"] == "ImagePullBackOff"  # kubectl get -o wide shows why it failed
-    assert _warnings(core_v1, nsmt.ns, "badimage", "ImagePullBackOff")
+    wait_for(lambda: _warnings(core_v1, nsmt.ns, "badimage", "ImagePullBackOff"), 30, "the ImagePullBackOff event")
 
 
 def test_op_job_deleted_by_hand_is_recreated_as_the_same_attempt(nsmt, cluster):
