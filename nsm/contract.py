@@ -200,3 +200,18 @@ TRAINING_UID_ENV = "NSM_TRAINING_UID"
 API ``metadata.uid`` is the pod's own uid, not the training's)."""
 LABEL_TRAINING_UID = "nsm.dev/training-uid"  # on the checkpoint PVC: whose files it holds
 MOVED_ASIDE_PREFIX = "previous-"  # <run dir>/previous-<UTC time>-<old uid>/: another training's files
+
+
+# --- distributed training (issue #14) -----------------------------------------------------------
+# ``nsm train --nproc-per-node N --nnodes M`` starts N processes on each of M nodes through torch's
+# own launcher (torch.distributed.run); world size N·M. The operator passes the flags from
+# ``resources.gpu.count`` and ``resources.nodes``; the node's rank and the rendezvous address come
+# from the environment below (an Indexed Job sets JOB_COMPLETION_INDEX in every pod; the operator
+# sets MASTER_ADDR to pod 0's stable hostname behind the training's headless Service).
+
+NPROC_PER_NODE_FLAG = "--nproc-per-node"
+NNODES_FLAG = "--nnodes"
+NODE_RANK_ENV = "JOB_COMPLETION_INDEX"  # absent: node rank 0 (one node, or a laptop)
+MASTER_ADDR_ENV = "MASTER_ADDR"  # absent: 127.0.0.1 (one node)
+MASTER_PORT_ENV = "MASTER_PORT"  # absent: RENDEZVOUS_PORT
+RENDEZVOUS_PORT = 29500
