@@ -37,9 +37,12 @@ CRD_NAME = f"{PLURAL}.{API_GROUP}"
 QUANTITY_PATHS = frozenset({("resources", "cpu"), ("resources", "memory"), ("checkpoint", "storage", "size")})
 # Fields that may not change once the training exists: a new domain is a new training, and a new
 # target would start a second attempt elsewhere while the first keeps its GPU.
-# resources.nodes too: the checkpoint claim's access mode follows from it (ReadWriteMany for
-# several pods), and a claim's access mode cannot change.
-IMMUTABLE_PATHS = frozenset({("domain",), ("target",), ("resources", "nodes")})
+IMMUTABLE_PATHS = frozenset({("domain",), ("target",)})
+# resources.nodes cannot change either: the checkpoint claim's access mode follows from it
+# (ReadWriteMany for several pods) and a claim's access mode cannot change. Its rule sits on the
+# spec, comparing defaults too: a rule on the field itself never runs when `resources` was unset
+# (nothing to default into), so 1 -> 2 would pass.
+_NODES = "(has({0}.resources) && has({0}.resources.nodes) ? {0}.resources.nodes : 1)"
 _ON_MODAL = "has(self.target) && self.target == 'modal'"
 _MODAL_GPU_LIMIT = " : ".join(
     [f"self.resources.gpu.product == '{p.value}' ? {n}" for p, n in MODAL_MAX_GPUS.items()]
@@ -60,6 +63,8 @@ CROSS_FIELD_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
         for field, domains in (("numProblems", ("planning",)), ("numScenarios", ("causal",)),
                                ("numEntities", ("kg",)), ("numTriples", ("kg",)))
     ] + [
+        {"rule": f"{_NODES.format('self')} == {_NODES.format('oldSelf')}",
+         "message": "spec.resources.nodes is immutable", "fieldPath": ".resources.nodes"},
         {"rule": f"!({_ON_MODAL}) || !has(self.resources) || !has(self.resources.nodes) || self.resources.nodes == 1",
          "message": MODAL_NODES_MESSAGE, "fieldPath": ".resources.nodes"},
         {"rule": f"!({_ON_MODAL}) || !has(self.resources) || !has(self.resources.gpu) "

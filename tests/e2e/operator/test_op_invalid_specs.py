@@ -58,3 +58,14 @@ def test_op_immutable_fields_cannot_be_edited(nsmt, cluster, field, value):
                           f'{{"spec": {{"{field}": "{value}"}}}}')  # fmt: skip
     assert out.returncode != 0 and f"spec.{field} is immutable" in out.stderr
     assert nsmt.get("frozen")["spec"][field] != value
+
+
+def test_op_nodes_cannot_be_edited(nsmt, cluster):
+    """The checkpoint claim's access mode follows from resources.nodes (ReadWriteMany for several).
+    The training sets no ``resources`` at all: a rule on the field itself would never run."""
+    nsmt.apply("frozen-nodes", suspend=True)
+    nsmt.wait_phase("frozen-nodes", "Suspended")
+    out = cluster.kubectl("patch", "nsmt", "frozen-nodes", "-n", nsmt.ns, "--type=merge", "-p",
+                          '{"spec": {"resources": {"nodes": 2}}}')  # fmt: skip
+    assert out.returncode != 0 and "spec.resources.nodes is immutable" in out.stderr
+    assert "resources" not in nsmt.get("frozen-nodes")["spec"]  # unset: 1, as before
