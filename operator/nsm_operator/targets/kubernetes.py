@@ -29,13 +29,20 @@ def _true_conditions(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def _terminated(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The trainer container's terminated state in the newest pod that has one."""
-    newest = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
-    for pod in newest:
+    """The trainer container's terminated state in the newest pod that has one; among pods
+    created together (the M pods of an Indexed Job) the one that ended first: the others were
+    stopped because of it (SIGTERM from the Job controller, or a failed collective)."""
+    found = []
+    for pod in pods:
+        created = (pod.get("metadata") or {}).get("creationTimestamp") or ""
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            if cs.get("name") == CONTAINER_NAME and (cs.get("state") or {}).get("terminated"):
-                return cs["state"]["terminated"]
-    return None
+            term = (cs.get("state") or {}).get("terminated")
+            if cs.get("name") == CONTAINER_NAME and term:
+                found.append((created, term.get("finishedAt") or "", term))
+    if not found:
+        return None
+    newest = max(f[0] for f in found)
+    return min((f for f in found if f[0] == newest), key=lambda f: f[1])[2]
 
 
 def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = ()) -> Observation:

@@ -146,6 +146,13 @@ def test_one_failed_pod_fails_the_multi_node_attempt():
     obs = observe_job(indexed_job([cond("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff "
                                         "limit")], active=1, failed=1), pods)  # fmt: skip
     assert (obs.state, obs.exit_code, obs.reason, obs.retryable) == (State.failed, 1, "Error", True)
+    # Pods created together: the one that ended first, not the rank the Job controller stopped.
+    stopped, culprit = pod(143, created="2026-01-01T00:00:02Z"), pod(1, created="2026-01-01T00:00:02Z")
+    stopped["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = "2026-01-01T00:09:05Z"
+    culprit["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = "2026-01-01T00:09:00Z"
+    for order in ([stopped, culprit], [culprit, stopped]):
+        obs = observe_job(indexed_job([cond("Failed", "BackoffLimitExceeded")], failed=2), order)
+        assert obs.exit_code == 1
     final = observe_job(indexed_job([cond("Failed", "PodFailurePolicy")], failed=1), [pod(2)])
     assert final.state == State.failed and not final.retryable
 
