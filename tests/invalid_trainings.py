@@ -66,6 +66,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         {"matchExpressions": [{"key": "pool", "operator": "Exists", "values": ["a"]}]}]}}}}},
      "spec.scheduling.affinity.nodeAffinity"),
     ("env-reserved-name", {"env": [{"name": "NSM_ATTEMPT", "value": "9"}]}, "spec.env[0]"),
+    ("env-rendezvous-name", {"env": [{"name": "A", "value": "1"}, {"name": "MASTER_ADDR", "value": "evil"}]},
+     "spec.env[1]"),
     ("env-value-and-value-from", {"env": [{"name": "KEY", "value": "x", "valueFrom": _SECRET}]}, "spec.env[0]"),
     ("env-duplicate-name", {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}, "spec.env"),
     ("env-from-two-sources", {"envFrom": [{"secretRef": {"name": "a"}, "configMapRef": {"name": "b"}}]},
