@@ -23,7 +23,9 @@ from nsm.spec import (
     API_GROUP,
     API_VERSION,
     KIND,
+    MAX_MULTI_NODE_NAME_LENGTH,
     MAX_NAME_LENGTH,
+    MULTI_NODE_NAME_MESSAGE,
     MODAL_MAX_GPUS,
     MODAL_MAX_GPUS_PER_CONTAINER,
     MODAL_NODES_MESSAGE,
@@ -316,7 +318,13 @@ def crd() -> dict[str, Any]:
                                     "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
                                     "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters "
                                     "(Job names are <name>-a<attempt>)",
-                                }
+                                },
+                                {
+                                    "rule": f"!has(self.spec.resources) || !has(self.spec.resources.nodes) "
+                                    f"|| self.spec.resources.nodes == 1 || (size(self.metadata.name) <= "
+                                    f"{MAX_MULTI_NODE_NAME_LENGTH} && self.metadata.name.matches('^[a-z]'))",
+                                    "message": MULTI_NODE_NAME_MESSAGE,
+                                },
                             ],
                         }
                     },

@@ -30,6 +30,15 @@ SHORT_NAME = "nsmt"
 
 # Job names are `<training>-a<attempt>` and Job names must fit a 63-character label value.
 MAX_NAME_LENGTH = 56
+# Several nodes: pod i's hostname `<training>-a<attempt>-<i>` and the Service `<training>-rdzv`
+# are DNS labels (63 characters; a Service name starts with a letter): room for 99999 attempts
+# and 64 pods.
+MAX_MULTI_NODE_NAME_LENGTH = 52
+MULTI_NODE_NAME_MESSAGE = (
+    f"metadata.name of a training with spec.resources.nodes > 1 must start with a letter and have at most "
+    f"{MAX_MULTI_NODE_NAME_LENGTH} characters (its pods' hostnames <name>-a<attempt>-<index> and its Service "
+    "<name>-rdzv are DNS labels)"
+)
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -421,6 +430,13 @@ class NSMTraining(BaseModel):
     kind: Literal["NSMTraining"] = KIND
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: NSMTrainingSpec
+
+    @model_validator(mode="after")
+    def _multi_node_name(self) -> "NSMTraining":
+        name = self.metadata.name
+        if self.spec.resources.nodes > 1 and (len(name) > MAX_MULTI_NODE_NAME_LENGTH or not name[:1].isalpha()):
+            raise ValueError(MULTI_NODE_NAME_MESSAGE)
+        return self
 
 
 class SpecError(ValueError):

@@ -180,3 +180,15 @@ def test_modal_takes_one_container_within_its_gpu_limits():
     # The limits are Modal's: the Kubernetes target takes up to 16 GPUs and several nodes.
     spec = parse_spec({"domain": "causal", "resources": {"nodes": 2, "gpu": {"count": 16, "product": "A10G"}}})
     assert spec.resources.total_gpus == 32
+
+
+def test_a_multi_node_trainings_name_fits_its_hostnames_and_service():
+    def training(name: str, nodes: int) -> dict:
+        return {"metadata": {"name": name}, "spec": {"domain": "causal", "resources": {"nodes": nodes}}}
+
+    assert parse_training(training("n" * 52, 2)).metadata.name == "n" * 52
+    assert parse_training(training("1abc", 1)).metadata.name == "1abc"  # one node: no Service, no hostnames
+    for bad in ("n" * 53, "1abc"):
+        with pytest.raises(SpecError, match=r"metadata\.name of a training with spec\.resources\.nodes > 1 must start "
+                                            r"with a letter and have at most 52 characters"):
+            parse_training(training(bad, 2))

@@ -48,6 +48,10 @@ def test_op_malformed_trainings_are_refused_naming_the_field(nsmt, cluster, core
 def test_op_name_too_long_is_refused(nsmt, cluster):
     out = cluster.kubectl("apply", "-f", "-", input=_manifest(nsmt.ns, "n" * 57, spec_of({})))
     assert out.returncode != 0 and "metadata.name must be at most 56 characters" in out.stderr
+    # Several nodes: hostnames <name>-a<n>-<i> and the Service <name>-rdzv are DNS labels.
+    for name in ("n" * 53, "1abc"):
+        out = cluster.kubectl("apply", "-f", "-", input=_manifest(nsmt.ns, name, spec_of({"resources": {"nodes": 2}})))
+        assert out.returncode != 0 and "must start with a letter and have at most 52 characters" in out.stderr
 
 
 @pytest.mark.parametrize(("field", "value"), [("domain", "planning"), ("target", "modal")])
