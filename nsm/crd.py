@@ -19,7 +19,20 @@ from typing import Any
 
 import yaml
 
-from nsm.spec import API_GROUP, API_VERSION, KIND, MAX_NAME_LENGTH, PLURAL, SHORT_NAME, NSMTrainingSpec
+from nsm.spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    MAX_MULTI_NODE_NAME_LENGTH,
+    MAX_NAME_LENGTH,
+    MULTI_NODE_NAME_MESSAGE,
+    MODAL_MAX_GPUS,
+    MODAL_MAX_GPUS_PER_CONTAINER,
+    MODAL_NODES_MESSAGE,
+    PLURAL,
+    SHORT_NAME,
+    NSMTrainingSpec,
+)
 
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
 # JSON-pointer-ish paths (camelCase property names from the spec root) that hold a quantity.
@@ -27,6 +40,16 @@ QUANTITY_PATHS = frozenset({("resources", "cpu"), ("resources", "memory"), ("che
 # Fields that may not change once the training exists: a new domain is a new training, and a new
 # target would start a second attempt elsewhere while the first keeps its GPU.
 IMMUTABLE_PATHS = frozenset({("domain",), ("target",)})
+# resources.nodes cannot change either: the checkpoint claim's access mode follows from it
+# (ReadWriteMany for several pods) and a claim's access mode cannot change. Its rule sits on the
+# spec, comparing defaults too: a rule on the field itself never runs when `resources` was unset
+# (nothing to default into), so 1 -> 2 would pass.
+_NODES = "(has({0}.resources) && has({0}.resources.nodes) ? {0}.resources.nodes : 1)"
+_ON_MODAL = "has(self.target) && self.target == 'modal'"
+_MODAL_GPU_LIMIT = " : ".join(
+    [f"self.resources.gpu.product == '{p.value}' ? {n}" for p, n in MODAL_MAX_GPUS.items()]
+    + [str(MODAL_MAX_GPUS_PER_CONTAINER)]
+)
 # CEL twins of the cross-field checks NSMTrainingSpec makes in pydantic (the models of
 # nsm/placement.py carry their own in json_schema_extra). A field holding null counts as unset.
 CROSS_FIELD_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
@@ -41,6 +64,17 @@ CROSS_FIELD_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
          "fieldPath": f".dataset.{field}"}
         for field, domains in (("numProblems", ("planning",)), ("numScenarios", ("causal",)),
                                ("numEntities", ("kg",)), ("numTriples", ("kg",)))
+    ] + [
+        {"rule": f"{_NODES.format('self')} == {_NODES.format('oldSelf')}",
+         "message": "spec.resources.nodes is immutable", "fieldPath": ".resources.nodes"},
+        {"rule": f"!({_ON_MODAL}) || !has(self.resources) || !has(self.resources.nodes) || self.resources.nodes == 1",
+         "message": MODAL_NODES_MESSAGE, "fieldPath": ".resources.nodes"},
+        {"rule": f"!({_ON_MODAL}) || !has(self.resources) || !has(self.resources.gpu) "
+                 f"|| !has(self.resources.gpu.count) || !has(self.resources.gpu.product) "
+                 f"|| self.resources.gpu.count <= ({_MODAL_GPU_LIMIT})",
+         "message": f"resources.gpu.count: Modal attaches at most {MODAL_MAX_GPUS_PER_CONTAINER} GPUs to one "
+                    "container (A10G: 4); use fewer, or target kubernetes",
+         "fieldPath": ".resources.gpu.count"},
     ],
 }  # fmt: skip
 
@@ -284,7 +318,13 @@ def crd() -> dict[str, Any]:
                                     "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
                                     "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters "
                                     "(Job names are <name>-a<attempt>)",
-                                }
+                                },
+                                {
+                                    "rule": f"!has(self.spec.resources) || !has(self.spec.resources.nodes) "
+                                    f"|| self.spec.resources.nodes == 1 || (size(self.metadata.name) <= "
+                                    f"{MAX_MULTI_NODE_NAME_LENGTH} && self.metadata.name.matches('^[a-z]'))",
+                                    "message": MULTI_NODE_NAME_MESSAGE,
+                                },
                             ],
                         }
                     },

@@ -24,12 +24,17 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+from nsm.contract import MASTER_ADDR_ENV, MASTER_PORT_ENV, NODE_RANK_ENV
+
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 RESERVED_ENV_PREFIX = "NSM_"
 """Environment names the operator sets itself (the trainer contract); users may not."""
+RESERVED_ENV_NAMES = (MASTER_ADDR_ENV, MASTER_PORT_ENV, NODE_RANK_ENV)
+"""The distributed rendezvous and node rank: set by the operator and the Job controller; a user's
+value would point the ranks elsewhere."""
 
 # An OCI image reference (distribution's grammar): [registry[:port]/]path[:tag][@digest].
 _HOST = r"[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*(:[0-9]+)?"
@@ -266,6 +271,8 @@ class EnvVar(KubeModel):
         ("!(has(self.value) && has(self.valueFrom))", "value and valueFrom are mutually exclusive"),
         (f"!self.name.startsWith('{RESERVED_ENV_PREFIX}')",
          f"{RESERVED_ENV_PREFIX}* variables are set by the operator"),
+        (f"!(self.name in {list(RESERVED_ENV_NAMES)})",
+         f"{', '.join(RESERVED_ENV_NAMES)} are set by the operator (distributed rendezvous, node rank)"),
     ))  # fmt: skip
 
     name: EnvName = Field(description="Variable name.")
@@ -278,6 +285,9 @@ class EnvVar(KubeModel):
             raise ValueError("value and valueFrom are mutually exclusive")
         if self.name.startswith(RESERVED_ENV_PREFIX):
             raise ValueError(f"{self.name}: {RESERVED_ENV_PREFIX}* variables are set by the operator")
+        if self.name in RESERVED_ENV_NAMES:
+            raise ValueError(f"{self.name}: {', '.join(RESERVED_ENV_NAMES)} are set by the operator "
+                             "(distributed rendezvous, node rank)")
         return self
 
 

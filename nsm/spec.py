@@ -30,6 +30,15 @@ SHORT_NAME = "nsmt"
 
 # Job names are `<training>-a<attempt>` and Job names must fit a 63-character label value.
 MAX_NAME_LENGTH = 56
+# Several nodes: pod i's hostname `<training>-a<attempt>-<i>` and the Service `<training>-rdzv`
+# are DNS labels (63 characters; a Service name starts with a letter): room for 99999 attempts
+# and 64 pods.
+MAX_MULTI_NODE_NAME_LENGTH = 52
+MULTI_NODE_NAME_MESSAGE = (
+    f"metadata.name of a training with spec.resources.nodes > 1 must start with a letter and have at most "
+    f"{MAX_MULTI_NODE_NAME_LENGTH} characters (its pods' hostnames <name>-a<attempt>-<index> and its Service "
+    "<name>-rdzv are DNS labels)"
+)
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -76,6 +85,25 @@ class GPUProduct(str, Enum):
     B200 = "B200"
 
 
+MODAL_MAX_GPUS_PER_CONTAINER = 8
+MODAL_MAX_GPUS: dict[GPUProduct, int] = {GPUProduct.A10G: 4}
+"""Modal's documented per-container GPU limits (modal.com/docs/guide/gpu, "Specifying GPU count"):
+B200, H200, H100, A100, L4, T4 and L40S up to 8 GPUs, A10 up to 4; every GPU on one machine."""
+
+
+def modal_max_gpus(product: GPUProduct) -> int:
+    return MODAL_MAX_GPUS.get(product, MODAL_MAX_GPUS_PER_CONTAINER)
+
+
+def modal_gpu_problem(gpu: "GPUSpec") -> str | None:
+    """Why Modal cannot attach ``gpu`` to one container, naming the field; None when it can."""
+    limit = modal_max_gpus(gpu.product)
+    if gpu.count <= limit:
+        return None
+    return (f"resources.gpu.count: Modal attaches at most {limit} {gpu.product.value} GPUs to one container "
+            f"(got {gpu.count}); use at most {limit}, or target kubernetes")
+
+
 # The seed's production recommendations, per domain.
 DOMAIN_DEFAULTS: dict[Domain, dict[str, Any]] = {
     Domain.planning: {"cycle_weight": 0.01, "pool_ratio": 0.5, "dataset": {"num_problems": 2858}},
@@ -119,6 +147,11 @@ class DatasetSpec(_Model):
         "training (see docs/datasets.md).",
     )
 
+
+MODAL_NODES_MESSAGE = (
+    "resources.nodes must be 1 with target modal: the Modal target runs one container per attempt "
+    "(use resources.gpu.count for several GPUs in it); Modal's multi-node clusters are not supported"
+)
 
 _DATASET_SIZE_FIELDS = ("num_problems", "num_scenarios", "num_entities", "num_triples")
 _DATASET_FIELDS: dict[Domain, tuple[str, ...]] = {
@@ -176,6 +209,11 @@ class DataLoaderSpec(_Model):
     prefetch_factor: int = Field(2, ge=1, le=64, description="Batches prefetched per worker.")
 
 
+MAX_NODES = 64
+"""Upper bound of ``resources.nodes``: 64 pods x 16 GPUs is 1024 ranks, well beyond what this
+model's graphs can use, and it bounds the Indexed Job and the rendezvous."""
+
+
 class GPUSpec(_Model):
     count: int = Field(1, ge=0, le=16, description="GPUs per attempt (nvidia.com/gpu); 0 runs on CPU.")
     product: GPUProduct = Field(GPUProduct.A100_40GB, description="GPU model.")
@@ -185,6 +223,17 @@ class ResourcesSpec(_Model):
     gpu: GPUSpec = Field(default_factory=GPUSpec, description="GPUs of one attempt.")
     cpu: Quantity = Field("4", description="CPU request of the trainer.")
     memory: Quantity = Field("16Gi", description="Memory request and limit of the trainer.")
+    nodes: int = Field(
+        1, ge=1, le=MAX_NODES,
+        description="Pods of one attempt, each with gpu.count GPUs, cpu and memory (> 1: an Indexed Job and a "
+        "headless Service for the rendezvous; the checkpoint claim must then be ReadWriteMany; target "
+        "kubernetes only).",
+    )  # fmt: skip
+
+    @property
+    def total_gpus(self) -> int:
+        """GPUs of one attempt over all its pods (what an attempt bills)."""
+        return self.gpu.count * self.nodes
 
 
 class RetrySpec(_Model):
@@ -333,6 +382,12 @@ class NSMTrainingSpec(_Model):
                 setattr(self.dataset, name, defaults["dataset"][name])
         if self.retry.max_delay_seconds < self.retry.initial_delay_seconds:
             raise ValueError("retry.maxDelaySeconds must be >= retry.initialDelaySeconds")
+        if self.target is Target.modal:
+            if self.resources.nodes > 1:
+                raise ValueError(MODAL_NODES_MESSAGE)
+            problem = modal_gpu_problem(self.resources.gpu)
+            if problem:
+                raise ValueError(problem)
         return self
 
     def dataset_params(self) -> dict[str, Any]:
@@ -375,6 +430,13 @@ class NSMTraining(BaseModel):
     kind: Literal["NSMTraining"] = KIND
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: NSMTrainingSpec
+
+    @model_validator(mode="after")
+    def _multi_node_name(self) -> "NSMTraining":
+        name = self.metadata.name
+        if self.spec.resources.nodes > 1 and (len(name) > MAX_MULTI_NODE_NAME_LENGTH or not name[:1].isalpha()):
+            raise ValueError(MULTI_NODE_NAME_MESSAGE)
+        return self
 
 
 class SpecError(ValueError):

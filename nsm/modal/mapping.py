@@ -3,7 +3,8 @@
 =====================================  ==========================================================
 spec                                   Modal Function option
 =====================================  ==========================================================
-resources.gpu.{product,count}          ``gpu="A100-40GB"`` (count 1), ``"A100-40GB:2"``; count 0 → no GPU
+resources.gpu.{product,count}          ``gpu="A100-40GB"`` (count 1), ``"A100-40GB:2"``; count 0 → no GPU;
+                                       at most 8 GPUs (A10G: 4) in one container, Modal's limit
 resources.cpu (quantity, "4", "500m")  ``cpu=4.0`` (cores, float)
 resources.memory ("16Gi", "16G")       ``memory=16384`` (MiB, rounded up)
 timeoutSeconds                         ``timeout=`` (seconds, per attempt; at most 24 h on Modal)
@@ -32,7 +33,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from nsm.quantity import parse_quantity
-from nsm.spec import NSMTrainingSpec, RetrySpec
+from nsm.spec import MODAL_NODES_MESSAGE, NSMTrainingSpec, RetrySpec, modal_gpu_problem
 
 __all__ = ["ModalLimitError", "ModalOptions", "RetryPolicy", "cpu_cores", "gpu_option", "map_retries", "map_timeout",
            "memory_mib", "modal_options", "parse_quantity"]  # fmt: skip
@@ -76,8 +77,15 @@ def memory_mib(quantity: str) -> int:
 
 
 def gpu_option(spec: NSMTrainingSpec) -> str | None:
-    """Modal's ``gpu=`` string: ``"A100-40GB"``, ``"A100-40GB:2"``; None when ``count`` is 0."""
+    """Modal's ``gpu=`` string: ``"A100-40GB"``, ``"A100-40GB:2"``; None when ``count`` is 0.
+
+    Raises :class:`ModalLimitError` over Modal's per-container limit (a spec with ``target:
+    modal`` is rejected earlier, by the spec itself; this covers ``nsm modal run`` of another).
+    """
     gpu = spec.resources.gpu
+    problem = modal_gpu_problem(gpu)
+    if problem:
+        raise ModalLimitError([f"spec.{problem}"])
     if gpu.count == 0:
         return None
     return gpu.product.value if gpu.count == 1 else f"{gpu.product.value}:{gpu.count}"
@@ -193,6 +201,8 @@ def map_timeout(spec: NSMTrainingSpec) -> tuple[int, list[str]]:
 
 def modal_options(spec: NSMTrainingSpec, *, strict: bool = False) -> ModalOptions:
     """Map ``spec`` onto Modal's Function options; raises ValueError / :class:`ModalLimitError`."""
+    if spec.resources.nodes > 1:
+        raise ModalLimitError([f"spec.{MODAL_NODES_MESSAGE}"])  # never clamped: a different world size
     timeout, timeout_warnings = map_timeout(spec)
     try:
         retries, warnings = map_retries(spec.retry, strict=strict)

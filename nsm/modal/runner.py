@@ -38,7 +38,17 @@ from typing import Any
 
 import yaml
 
-from nsm.contract import FENCE_FILE, RESULTS_FILE, WATCHED_FILES, ExitCode, call_record, is_retryable, reason_of
+from nsm.contract import (
+    FENCE_FILE,
+    NPROC_PER_NODE_FLAG,
+    RESULTS_FILE,
+    WATCHED_FILES,
+    ExitCode,
+    call_record,
+    is_retryable,
+    reason_of,
+)
+from nsm.spec import parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +66,19 @@ def failure(reason: str, message: str, *, retryable: bool, exit_code: int | None
     return {"ok": False, "reason": reason, "message": message, "retryable": retryable, "exitCode": exit_code}
 
 
-def trainer_command(spec_file: Path, output_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "nsm", "train", "-f", str(spec_file),
-            "--output-dir", str(output_dir), "--resume", "auto"]
+def trainer_command(spec_file: Path, output_dir: Path, nproc_per_node: int = 1) -> list[str]:
+    """``nsm train`` in this container; with several GPUs one process per GPU (one container:
+    the launcher's rendezvous stays on the loopback)."""
+    command = [sys.executable, "-m", "nsm", "train", "-f", str(spec_file),
+               "--output-dir", str(output_dir), "--resume", "auto"]
+    if nproc_per_node > 1:
+        command += [NPROC_PER_NODE_FLAG, str(nproc_per_node)]
+    return command
+
+
+def processes(training: Mapping[str, Any]) -> int:
+    """Training processes of the container: one per GPU (``"A100-40GB:N"``), one without GPUs."""
+    return max(1, parse_spec(dict(training.get("spec") or {})).resources.gpu.count)
 
 
 def fence_message(output_dir: Path, attempt: int, token: str) -> str | None:
@@ -151,7 +171,7 @@ def run_trainer(
         spec_file = Path(tmp) / "training.yaml"
         spec_file.write_text(yaml.safe_dump(dict(training), sort_keys=False))
         argv = ([a.replace("{spec}", str(spec_file)).replace("{out}", str(output_dir)) for a in command]
-                if command else trainer_command(spec_file, output_dir))
+                if command else trainer_command(spec_file, output_dir, processes(training)))
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, **(env or {})})

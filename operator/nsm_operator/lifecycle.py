@@ -105,7 +105,7 @@ def running_gpu_seconds(spec: NSMTrainingSpec, status: Mapping[str, Any], now: d
     total = float(status.get("gpuSeconds") or 0.0)
     started = parse_time(status.get("attemptStartTime"))
     if started and status.get("phase") == RUNNING:
-        total += max(0.0, (now - started).total_seconds()) * spec.resources.gpu.count
+        total += max(0.0, (now - started).total_seconds()) * spec.resources.total_gpus
     return total
 
 
@@ -198,7 +198,7 @@ def _suspend(b: _Builder, spec: NSMTrainingSpec, obs: Observation | None, attemp
     if b.old.get("phase") == SUSPENDED:
         return Action()
     if obs is not None and obs.state == State.running:
-        b.set(gpuSeconds=_attempt_seconds(b, obs, spec.resources.gpu.count))
+        b.set(gpuSeconds=_attempt_seconds(b, obs, spec.resources.total_gpus))
     b.set(activeJob=None, nextAttemptAt=None, attemptStartTime=None)
     b.phase(SUSPENDED, f"suspended; attempt {attempt} stopped, checkpoint kept", "Suspended",
             reason="SuspendRequested")
@@ -232,7 +232,7 @@ def _in_flight(b: _Builder, obs: Observation, attempt: int) -> Action:
 
 def _finished(b: _Builder, spec: NSMTrainingSpec, obs: Observation, attempt: int, price_per_gpu_hour: float) -> Action:
     """The attempt ended: account its GPU time, then succeed, retry or fail."""
-    gpu_seconds = _attempt_seconds(b, obs, spec.resources.gpu.count)
+    gpu_seconds = _attempt_seconds(b, obs, spec.resources.total_gpus)
     b.set(gpuSeconds=gpu_seconds, costEstimate=cost_estimate(gpu_seconds, price_per_gpu_hour),
           attemptStartTime=None)  # fmt: skip
     b.cond("Running", False, "AttemptFinished", "")

@@ -40,6 +40,8 @@ def operator_rules(modal_secret: str = DEFAULT_MODAL_SECRET) -> list[dict[str, l
         # ConfigMaps: the spec (rewritten per attempt) and the progress channel (watched).
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "patch"]},
         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create"]},
+        # The headless Service of a multi-node training (resources.nodes > 1): its pods' DNS names.
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["get", "create"]},
         # kopf posts core v1 events (POST only).
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},

@@ -178,3 +178,33 @@ def _now() -> str:
     import time
 
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+async def test_one_waiting_pod_of_several_keeps_the_attempt_waiting(k8s, api, operator):
+    """resources.nodes 2: pod 0 runs, pod 1 is Unschedulable. Pod 0's events must not clear the
+    reason (the attempt still waits for pod 1), and the attempt is Running only once both are."""
+    await api.create(training("mn", resources={"nodes": 2}))
+    await eventually(lambda: api.get("Job", NAMESPACE, "mn-a1"))
+    assert await api.get("Service", NAMESPACE, "mn-rdzv")
+    await eventually(lambda: phase_is(api, "mn", "Pending"))
+    running = {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    pods = []  # as the Job controller names an Indexed Job's pods: one per completion index
+    for index, status in ((0, running), (1, UNSCHEDULABLE)):
+        name = f"mn-a1-{index}"
+        await api.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE,
+                          "labels": {"app.kubernetes.io/name": "nsm-trainer", "nsm.dev/training": "mn",
+                                     "nsm.dev/attempt": "1", "batch.kubernetes.io/job-name": "mn-a1"}}})  # fmt: skip
+        await api.patch("Pod", NAMESPACE, name, {"status": status}, subresource="status")
+        pods.append(name)
+    await set_job_status(api, "mn-a1", {"active": 2, "ready": 1, "startTime": _now()})
+    await eventually(lambda: _reason(api, "mn", "Unschedulable"))
+    # Pod 0 changes (still running): the reason stays, the phase stays Pending.
+    await api.patch("Pod", NAMESPACE, pods[0], {"status": {**running, "podIP": "10.0.0.1"}}, subresource="status")
+    await asyncio.sleep(1.0)
+    st = await status_of(api, "mn")
+    assert st["reason"] == "Unschedulable" and st["phase"] == "Pending"
+    # Pod 1 is scheduled: nothing waits any more; both ready: Running.
+    await api.patch("Pod", NAMESPACE, pods[1], {"status": running}, subresource="status")
+    await eventually(lambda: _reason(api, "mn", None))
+    await set_job_status(api, "mn-a1", {"active": 2, "ready": 2, "startTime": _now()})
+    await eventually(lambda: phase_is(api, "mn", "Running"))

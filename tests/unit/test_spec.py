@@ -149,3 +149,46 @@ def test_not_yaml_is_a_spec_error(tmp_path):
 
 def test_every_domain_has_defaults():
     assert set(DOMAIN_DEFAULTS) == set(Domain)
+
+
+def test_nodes_default_one_and_bounded():
+    assert parse_spec({"domain": "causal"}).resources.nodes == 1
+    spec = parse_spec({"domain": "causal", "resources": {"nodes": 4, "gpu": {"count": 8}}})
+    assert (spec.resources.nodes, spec.resources.total_gpus) == (4, 32)
+    for bad in (0, 65, -1):
+        with pytest.raises(SpecError, match=r"spec\.resources\.nodes"):
+            parse_spec({"domain": "causal", "resources": {"nodes": bad}})
+
+
+def test_nodes_on_cpu_are_allowed():
+    """gloo runs over TCP between pods: several CPU pods are a real (if slow) distributed run."""
+    spec = parse_spec({"domain": "causal", "resources": {"nodes": 2, "gpu": {"count": 0}}})
+    assert spec.resources.total_gpus == 0
+
+
+def test_modal_takes_one_container_within_its_gpu_limits():
+    with pytest.raises(SpecError, match=r"resources\.nodes must be 1 with target modal: .*one container per attempt"):
+        parse_spec({"domain": "causal", "target": "modal", "resources": {"nodes": 2}})
+    with pytest.raises(SpecError, match=r"resources\.gpu\.count: Modal attaches at most 8 H100 GPUs .*got 9"):
+        parse_spec({"domain": "causal", "target": "modal", "resources": {"gpu": {"count": 9, "product": "H100"}}})
+    with pytest.raises(SpecError, match=r"resources\.gpu\.count: Modal attaches at most 4 A10G GPUs .*got 5"):
+        parse_spec({"domain": "causal", "target": "modal", "resources": {"gpu": {"count": 5, "product": "A10G"}}})
+    for product, limit in (("A10G", 4), ("T4", 8), ("L4", 8), ("L40S", 8), ("A100-40GB", 8), ("A100-80GB", 8),
+                           ("H100", 8), ("H200", 8), ("B200", 8)):
+        gpu = {"count": limit, "product": product}
+        assert parse_spec({"domain": "causal", "target": "modal", "resources": {"gpu": gpu}}).resources.gpu.count == limit
+    # The limits are Modal's: the Kubernetes target takes up to 16 GPUs and several nodes.
+    spec = parse_spec({"domain": "causal", "resources": {"nodes": 2, "gpu": {"count": 16, "product": "A10G"}}})
+    assert spec.resources.total_gpus == 32
+
+
+def test_a_multi_node_trainings_name_fits_its_hostnames_and_service():
+    def training(name: str, nodes: int) -> dict:
+        return {"metadata": {"name": name}, "spec": {"domain": "causal", "resources": {"nodes": nodes}}}
+
+    assert parse_training(training("n" * 52, 2)).metadata.name == "n" * 52
+    assert parse_training(training("1abc", 1)).metadata.name == "1abc"  # one node: no Service, no hostnames
+    for bad in ("n" * 53, "1abc"):
+        with pytest.raises(SpecError, match=r"metadata\.name of a training with spec\.resources\.nodes > 1 must start "
+                                            r"with a letter and have at most 52 characters"):
+            parse_training(training(bad, 2))

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from nsm.contract import NON_RETRYABLE_EXIT_CODES, TRAINING_UID_ENV
+from nsm.contract import (
+    MASTER_ADDR_ENV,
+    MASTER_PORT_ENV,
+    NNODES_FLAG,
+    NON_RETRYABLE_EXIT_CODES,
+    NPROC_PER_NODE_FLAG,
+    RENDEZVOUS_PORT,
+    TRAINING_UID_ENV,
+)
+from nsm.quantity import parse_quantity
 
 from nsm_operator.builders.meta import child_metadata
 from nsm_operator.builders.names import (
@@ -16,21 +25,71 @@ from nsm_operator.builders.names import (
     SPEC_KEY,
     configmap_name,
     job_name,
+    rendezvous_service_name,
     trainer_name,
 )
 from nsm_operator.builders.placement import container_env, pod_placement
+from nsm_operator.builders.service import RENDEZVOUS_PORT_NAME
 from nsm_operator.builders.storage import checkpoint_claim_name
 from nsm_operator.resource import Training
 from nsm_operator.settings import OperatorSettings
 
 RUN_AS_USER = 1000
+MIB = 2**20
+SHM_PER_BATCH_MIB = 64
+"""/dev/shm budget of one DataLoader batch in flight: a worker hands each collated batch to its
+process through shared memory, and this model's batches (graphs of tens to hundreds of nodes) are
+a few MiB at the largest batch sizes; 64 MiB leaves room for larger datasets."""
+SHM_PER_PROCESS_MIB = 256
+"""/dev/shm budget of one training process for NCCL, whose intra-node transport between the
+processes of one pod keeps its buffers there (4 MiB per channel and peer by default)."""
+DEFAULT_WORKERS = 4  # spec.dataLoader.numWorkers null: the trainer uses at most 4 per process
 
 
-def trainer_command(metrics_port: int) -> list[str]:
-    return [
+def trainer_command(metrics_port: int, nproc_per_node: int = 1, nnodes: int = 1) -> list[str]:
+    """The container's command; several processes (GPUs) or pods add the launcher's flags."""
+    command = [
         "nsm", "train", "-f", f"{SPEC_DIR}/{SPEC_KEY}", "--output-dir", CHECKPOINT_DIR,
         "--resume", "auto", "--metrics-port", str(metrics_port),
     ]  # fmt: skip
+    if nproc_per_node > 1 or nnodes > 1:
+        command += [NPROC_PER_NODE_FLAG, str(nproc_per_node), NNODES_FLAG, str(nnodes)]
+    return command
+
+
+def processes_per_pod(training: Training) -> int:
+    """One training process per GPU of the pod; one on CPU."""
+    return max(1, training.spec.resources.gpu.count)
+
+
+def distributed(training: Training) -> bool:
+    res = training.spec.resources
+    return res.gpu.count > 1 or res.nodes > 1
+
+
+def shm_size_limit(training: Training) -> str:
+    """``sizeLimit`` of the memory-backed /dev/shm of a distributed pod.
+
+    ``processes × (workers × prefetchFactor × 64 MiB + 256 MiB)``: every process has its own
+    DataLoader workers, each with up to ``prefetchFactor`` batches in shared memory, plus NCCL's
+    buffers. At most half the pod's memory limit, which the tmpfs is charged to: the processes
+    keep the other half, and a pod that fills its /dev/shm is evicted instead of OOM-killed.
+    """
+    spec = training.spec
+    loader = spec.data_loader
+    workers = DEFAULT_WORKERS if loader.num_workers is None else loader.num_workers
+    wanted = processes_per_pod(training) * (workers * loader.prefetch_factor * SHM_PER_BATCH_MIB + SHM_PER_PROCESS_MIB)
+    half_memory = int(parse_quantity(spec.resources.memory, "spec.resources.memory") // (2 * MIB))
+    return f"{max(1, min(wanted, half_memory))}Mi"
+
+
+def _rendezvous_env(training: Training, attempt: int) -> list[dict[str, Any]]:
+    """Pod 0's stable hostname and port; each pod's node rank is JOB_COMPLETION_INDEX, which the
+    Job controller sets in every pod of an Indexed Job."""
+    if training.spec.resources.nodes <= 1:
+        return []
+    master = f"{job_name(training.name, attempt)}-0.{rendezvous_service_name(training.name)}"
+    return [{"name": MASTER_ADDR_ENV, "value": master}, {"name": MASTER_PORT_ENV, "value": str(RENDEZVOUS_PORT)}]
 
 
 def _resources(training: Training) -> dict[str, Any]:
@@ -58,7 +117,8 @@ def _container(training: Training, attempt: int, settings: OperatorSettings) -> 
         "name": CONTAINER_NAME,
         "image": training.spec.image or settings.default_image,
         "imagePullPolicy": "IfNotPresent",
-        "command": trainer_command(port),
+        "command": trainer_command(port, *((processes_per_pod(training), training.spec.resources.nodes)
+                                            if distributed(training) else ())),
         "env": [
             {"name": "NSM_TRAINING_NAME", "value": training.name},
             {"name": "NSM_TRAINING_NAMESPACE", "value": training.namespace},
@@ -67,6 +127,7 @@ def _container(training: Training, attempt: int, settings: OperatorSettings) -> 
             {"name": TRAINING_UID_ENV, "value": training.uid},
             # The root filesystem is read-only: caches (torch, matplotlib) go to /tmp.
             {"name": "HOME", "value": "/tmp"},
+            *_rendezvous_env(training, attempt),
             *_tracking_env(training),
             *user_env,
         ],
@@ -86,6 +147,8 @@ def _container(training: Training, attempt: int, settings: OperatorSettings) -> 
             {"name": "dshm", "mountPath": "/dev/shm"},
         ],
     }
+    if training.spec.resources.nodes > 1:
+        container["ports"].append({"name": RENDEZVOUS_PORT_NAME, "containerPort": RENDEZVOUS_PORT, "protocol": "TCP"})
     if env_from:
         container["envFrom"] = env_from
     return container
@@ -113,6 +176,10 @@ def _pod_spec(training: Training, attempt: int, settings: OperatorSettings) -> d
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
         ],
     }  # fmt: skip
+    if distributed(training):
+        spec["volumes"][-1]["emptyDir"]["sizeLimit"] = shm_size_limit(training)
+    if training.spec.resources.nodes > 1:
+        spec["subdomain"] = rendezvous_service_name(training.name)  # <job>-<i>.<service> in DNS
     spec.update(pod_placement(training, settings))
     return spec
 
@@ -123,6 +190,11 @@ def build_job(training: Training, attempt: int, settings: OperatorSettings) -> d
 
     With ``queueName`` the Job is created suspended and labelled for Kueue, which unsuspends it
     when the queue admits it (Kueue's convention for batch/v1 Jobs).
+
+    With ``resources.nodes`` M > 1 the Job is Indexed with M completions, all M pods at once; with
+    ``backoffLimit: 0`` one failed pod fails the Job (gang semantics: the other ranks cannot go
+    on without it), the same podFailurePolicy applies to each pod, and Kueue admits the Job as
+    one workload of M pods.
     """
     if attempt < 1:
         raise ValueError(f"build_job: attempt must be >= 1, got {attempt}")
@@ -150,6 +222,8 @@ def build_job(training: Training, attempt: int, settings: OperatorSettings) -> d
         },
         "template": {"metadata": template_meta, "spec": _pod_spec(training, attempt, settings)},
     }
+    if spec.resources.nodes > 1:
+        job_spec.update(completionMode="Indexed", completions=spec.resources.nodes, parallelism=spec.resources.nodes)
     if spec.queue_name:
         job_spec["suspend"] = True
     if settings.job_ttl_seconds_after_finished:

@@ -35,6 +35,13 @@ def trainer_name(training: str) -> str:
     return f"{training}-trainer"
 
 
+def rendezvous_service_name(training: str) -> str:
+    """The headless Service of a multi-node training (``resources.nodes > 1``): pod ``i`` of
+    attempt ``n`` is ``<training>-a<n>-<i>.<this>`` in the namespace's DNS. One per training,
+    shared by its attempts (the hostnames carry the attempt)."""
+    return f"{training}-rdzv"
+
+
 def configmap_name(training: str) -> str:
     return f"{training}-spec"
 

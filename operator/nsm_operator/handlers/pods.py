@@ -15,7 +15,7 @@ from typing import Any
 from nsm.contract import now_utc
 
 from nsm_operator.builders.names import LABEL_ATTEMPT, LABEL_TRAINING
-from nsm_operator.diagnosis import PREVIOUS_ATTEMPT, diagnose
+from nsm_operator.diagnosis import PREVIOUS_ATTEMPT, Diagnosis, diagnose
 from nsm_operator.errors import TransientError
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
@@ -53,6 +53,12 @@ async def on_pod_event(ctx: OperatorContext, event: Mapping[str, Any], body: Map
         return
     ctx.early_pods.pop((namespace, owner), None)  # this event is newer than any held back
     diagnosis = diagnose(body)
+    if diagnosis is None and status.get("reason") and _nodes(cached) > 1:
+        # One of several pods is fine: the attempt still waits while any other pod does.
+        try:
+            diagnosis = await _other_pod_waiting(ctx, namespace, owner, attempt, meta.get("name"))
+        except TransientError:
+            return  # the next pod event or the resync judges again
     if (diagnosis.reason if diagnosis else None) == status.get("reason"):
         return  # the common case: nothing new, no write
 
@@ -67,6 +73,20 @@ async def on_pod_event(ctx: OperatorContext, event: Mapping[str, Any], body: Map
                 warn_once(ctx, fresh, int(attempt or 0), diagnosis)
 
     await in_background(ctx, "pod", write)
+
+
+def _nodes(training: Mapping[str, Any]) -> int:
+    nodes = ((training.get("spec") or {}).get("resources") or {}).get("nodes")
+    return nodes if isinstance(nodes, int) else 1
+
+
+async def _other_pod_waiting(ctx: OperatorContext, namespace: str, owner: str, attempt: str | None,
+                             name: str | None) -> Diagnosis | None:  # fmt: skip
+    """Why another pod of the attempt waits (one LIST, only when a multi-node attempt's waiting
+    reason would be cleared), or None when none does."""
+    pods = await ctx.kube.list("Pod", namespace, f"{LABEL_TRAINING}={owner},{LABEL_ATTEMPT}={attempt}")
+    others = (diagnose(p) for p in pods if (p.get("metadata") or {}).get("name") != name)
+    return next((d for d in others if d is not None), None)
 
 
 async def _training(ctx: OperatorContext, namespace: str, owner: str) -> dict[str, Any] | None:

@@ -9,9 +9,10 @@ A 409 on create reads the existing object. Decisions, per kind (docs/architectur
 * the retained checkpoint PVC of an earlier training of the same name (``retain: true`` PVCs
   have no owner; it carries the operator's labels): adopted and labelled with the new UID; the
   trainer moves the old files aside (``nsm.train.ownership``);
-* anything else (a Job, ConfigMap, ServiceAccount, Role, RoleBinding or PVC someone else made,
-  or an orphaned one): :class:`ForeignObject`: the attempt fails with a message naming it. Using
-  it would let its author decide what the trainer runs, mounts or may do.
+* anything else (a Job, ConfigMap, ServiceAccount, Role, RoleBinding, Service or PVC someone else
+  made, or an orphaned one): :class:`ForeignObject`: the attempt fails with a message naming it.
+  Using it would let its author decide what the trainer runs, mounts or may do, or (the
+  rendezvous Service, by its selector) which pods the ranks connect to.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from nsm_operator.targets.base import TargetContext
 from nsm_operator.targets.children import ensure_child
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+_FIRST = ("ServiceAccount", "Service")
 log = logging.getLogger(__name__)
 
 
@@ -28,13 +29,20 @@ def _true_conditions(job: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def _terminated(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The trainer container's terminated state in the newest pod that has one."""
-    newest = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
-    for pod in newest:
+    """The trainer container's terminated state in the newest pod that has one; among pods
+    created together (the M pods of an Indexed Job) the one that ended first: the others were
+    stopped because of it (SIGTERM from the Job controller, or a failed collective)."""
+    found = []
+    for pod in pods:
+        created = (pod.get("metadata") or {}).get("creationTimestamp") or ""
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            if cs.get("name") == CONTAINER_NAME and (cs.get("state") or {}).get("terminated"):
-                return cs["state"]["terminated"]
-    return None
+            term = (cs.get("state") or {}).get("terminated")
+            if cs.get("name") == CONTAINER_NAME and term:
+                found.append((created, term.get("finishedAt") or "", term))
+    if not found:
+        return None
+    newest = max(f[0] for f in found)
+    return min((f for f in found if f[0] == newest), key=lambda f: f[1])[2]
 
 
 def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = ()) -> Observation:
@@ -65,7 +73,9 @@ def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
         )  # fmt: skip
     if (job.get("spec") or {}).get("suspend") and not status.get("active"):
         return Observation(State.queued, created_at=created)
-    if (status.get("ready") or 0) > 0:
+    # Running once every pod is: a multi-node attempt whose pod waits (Pending, image pull) stays
+    # pending, so the pod watch says why and startupTimeoutSeconds still ends it.
+    if (status.get("ready") or 0) >= max(1, (job.get("spec") or {}).get("parallelism") or 1):
         return Observation(State.running, started_at=started, created_at=created)
     # started_at of a pending attempt: when the Job controller started it (startupTimeoutSeconds).
     return Observation(State.pending, started_at=started, created_at=created)
@@ -107,13 +117,14 @@ class KubernetesTarget:
             async with ctx.kube.low_priority():
                 await ensure(child)
 
-        # Pod admission needs the ServiceAccount, so it goes first; the Job then goes out together
-        # with the PVC, ConfigMap and RBAC, which the pod needs only later (the scheduler waits
-        # for the claim, the kubelet for the ConfigMap) and which queue behind other trainings'
-        # Jobs under a burst (bench/operator_latency.py).
+        # Pod admission needs the ServiceAccount, so it goes first (with a multi-node training's
+        # Service: its pods look each other up as soon as they start); the Job then goes out
+        # together with the PVC, ConfigMap and RBAC, which the pod needs only later (the scheduler
+        # waits for the claim, the kubelet for the ConfigMap) and which queue behind other
+        # trainings' Jobs under a burst (bench/operator_latency.py).
         children = build_children(training, ctx.settings.checkpoint_access_mode)
-        first = [c for c in children if c["kind"] == "ServiceAccount"]
-        rest = [c for c in children if c["kind"] != "ServiceAccount"]
+        first = [c for c in children if c["kind"] in _FIRST]
+        rest = [c for c in children if c["kind"] not in _FIRST]
         await asyncio.gather(*(ensure(c) for c in first))
         job = build_job(training, attempt, ctx.settings)
         async def create_job() -> None:

@@ -48,6 +48,10 @@ def test_op_malformed_trainings_are_refused_naming_the_field(nsmt, cluster, core
 def test_op_name_too_long_is_refused(nsmt, cluster):
     out = cluster.kubectl("apply", "-f", "-", input=_manifest(nsmt.ns, "n" * 57, spec_of({})))
     assert out.returncode != 0 and "metadata.name must be at most 56 characters" in out.stderr
+    # Several nodes: hostnames <name>-a<n>-<i> and the Service <name>-rdzv are DNS labels.
+    for name in ("n" * 53, "1abc"):
+        out = cluster.kubectl("apply", "-f", "-", input=_manifest(nsmt.ns, name, spec_of({"resources": {"nodes": 2}})))
+        assert out.returncode != 0 and "must start with a letter and have at most 52 characters" in out.stderr
 
 
 @pytest.mark.parametrize(("field", "value"), [("domain", "planning"), ("target", "modal")])
@@ -58,3 +62,14 @@ def test_op_immutable_fields_cannot_be_edited(nsmt, cluster, field, value):
                           f'{{"spec": {{"{field}": "{value}"}}}}')  # fmt: skip
     assert out.returncode != 0 and f"spec.{field} is immutable" in out.stderr
     assert nsmt.get("frozen")["spec"][field] != value
+
+
+def test_op_nodes_cannot_be_edited(nsmt, cluster):
+    """The checkpoint claim's access mode follows from resources.nodes (ReadWriteMany for several).
+    The training sets no ``resources`` at all: a rule on the field itself would never run."""
+    nsmt.apply("frozen-nodes", suspend=True)
+    nsmt.wait_phase("frozen-nodes", "Suspended")
+    out = cluster.kubectl("patch", "nsmt", "frozen-nodes", "-n", nsmt.ns, "--type=merge", "-p",
+                          '{"spec": {"resources": {"nodes": 2}}}')  # fmt: skip
+    assert out.returncode != 0 and "spec.resources.nodes is immutable" in out.stderr
+    assert "resources" not in nsmt.get("frozen-nodes")["spec"]  # unset: 1, as before

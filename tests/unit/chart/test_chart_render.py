@@ -296,3 +296,21 @@ def test_network_policies_are_optional_and_admit_only_metrics(render):
         assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
     closed = render(set=["networkPolicy.enabled=true"])
     assert one(closed, "NetworkPolicy")["spec"]["ingress"] == []
+
+
+def test_trainer_peers_let_a_multi_node_trainings_pods_meet(render):
+    """resources.nodes > 1: rendezvous on 29500, then NCCL/gloo on ports of their own."""
+    peer = "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring"
+    objs = render(set=["networkPolicy.enabled=true", peer, "networkPolicy.trainerNamespaces={ml}",
+                       "networkPolicy.trainerPeers=true"])  # fmt: skip
+    trainer = next(p for p in by_kind(objs, "NetworkPolicy") if p["metadata"]["name"] == "nsm-operator-trainers")
+    assert trainer["spec"]["ingress"] == [
+        {"ports": [{"port": "metrics", "protocol": "TCP"}],
+         "from": [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]},
+        {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nsm-trainer"}}}]},
+    ]  # fmt: skip
+    alone = render(set=["networkPolicy.enabled=true", "networkPolicy.trainerNamespaces={ml}",
+                        "networkPolicy.trainerPeers=true"])  # fmt: skip
+    trainer = next(p for p in by_kind(alone, "NetworkPolicy") if p["metadata"]["name"] == "nsm-operator-trainers")
+    assert trainer["spec"]["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nsm-trainer"}}}]}]

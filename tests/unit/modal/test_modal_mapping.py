@@ -124,3 +124,15 @@ def test_timeout_over_modal_limit() -> None:
                              "using 86400 s (the next attempt resumes from last.pt)",)
     with pytest.raises(ModalLimitError, match="spec.timeoutSeconds"):
         modal_options(spec, strict=True)
+
+
+def test_gpu_option_refuses_more_gpus_than_modal_attaches() -> None:
+    """``nsm modal run`` of a spec written for Kubernetes (16 GPUs, several nodes) says why not."""
+    spec = parse_spec({"domain": "causal", "resources": {"gpu": {"count": 16}}})
+    with pytest.raises(ModalLimitError, match=r"spec\.resources\.gpu\.count: Modal attaches at most 8 A100-40GB"):
+        gpu_option(spec)
+    with pytest.raises(ModalLimitError, match=r"spec\.resources\.gpu\.count: Modal attaches at most 4 A10G"):
+        gpu_option(parse_spec({"domain": "causal", "resources": {"gpu": {"count": 5, "product": "A10G"}}}))
+    with pytest.raises(ModalLimitError, match=r"spec\.resources\.nodes must be 1 with target modal"):
+        modal_options(parse_spec({"domain": "causal", "resources": {"nodes": 2}}))
+    assert gpu_option(parse_spec({"domain": "causal", "resources": {"gpu": {"count": 4, "product": "A10G"}}})) == "A10G:4"

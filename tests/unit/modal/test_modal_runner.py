@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nsm.modal.runner import RetryableTrainerError, fence_message, record_start, run_trainer
+from nsm.modal.runner import RetryableTrainerError, fence_message, processes, record_start, run_trainer, trainer_command
 
 TRAINING = {"apiVersion": "nsm.dev/v1alpha1", "kind": "NSMTraining",
             "metadata": {"name": "t1"}, "spec": {"domain": "causal"}}
@@ -98,3 +98,12 @@ def test_the_real_trainer_commits_and_resumes(tmp_path: Path) -> None:
     training["spec"]["epochs"] = 3
     again = run_trainer(training, tmp_path / "tiny", commit=commits, poll_seconds=0.2)
     assert again["result"]["resumed_from_epoch"] == 2 and again["result"]["epochs_run"] == 3
+
+
+@pytest.mark.parametrize(("gpu", "flags"), [({"count": 1}, []), ({"count": 0}, []),
+                                            ({"count": 4}, ["--nproc-per-node", "4"])])
+def test_trainer_command_runs_one_process_per_gpu(tmp_path: Path, gpu: dict, flags: list[str]) -> None:
+    training = {**TRAINING, "spec": {"domain": "causal", "target": "modal", "resources": {"gpu": gpu}}}
+    argv = trainer_command(tmp_path / "s.yaml", tmp_path / "out", processes(training))
+    assert argv == [sys.executable, "-m", "nsm", "train", "-f", str(tmp_path / "s.yaml"),
+                    "--output-dir", str(tmp_path / "out"), "--resume", "auto", *flags]

@@ -88,7 +88,8 @@ def granted() -> set[tuple[str, str, str]]:
 
 
 def test_the_cluster_role_is_exactly_the_calls_the_code_makes(make_training, settings):
-    t = make_training(checkpoint={"storage": {"retain": False}})
+    # Every kind of child: an owned PVC, and the multi-node training's Service.
+    t = make_training(checkpoint={"storage": {"retain": False}}, resources={"nodes": 2})
     children = {c["kind"] for c in build_children(t)} | {build_job(t, 1, settings)["kind"]}
     needed = code_calls(children) | kopf_calls()
     missing, unused = needed - granted(), granted() - needed

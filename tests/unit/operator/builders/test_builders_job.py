@@ -115,7 +115,8 @@ def test_product_mapping_and_image_from_settings(make_training):
     ]
     c = pod["containers"][0]
     assert c["image"] == "reg/x:1" and c["resources"]["limits"]["nvidia.com/gpu"] == 8
-    assert c["command"][-1] == "9500" and c["ports"][0]["containerPort"] == 9500
+    # 8 GPUs add the launcher's flags after the metrics port (test_builders_distributed.py).
+    assert c["command"][c["command"].index("--metrics-port") + 1] == "9500" and c["ports"][0]["containerPort"] == 9500
     job = build_job(make_training(image="mine:2"), 1, settings)
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "mine:2"
 

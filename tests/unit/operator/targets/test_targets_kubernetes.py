@@ -119,3 +119,101 @@ async def test_a_first_start_lists_nothing_and_a_blocked_launch_creates_nothing(
     fields = await target.launch(_ctx(make_training, kube, 1), 2)  # _Kube has no create: nothing is created
     assert fields["reason"] == "PreviousAttemptTerminating" and fields["activeJob"] is None
     assert "t-a1-x" in fields["message"] and "attempt 2" in fields["message"]
+
+
+# --- several nodes (issue #14): one Indexed Job, gang semantics ----------------------------------
+
+
+def indexed_job(conditions=(), **status):
+    body = job(conditions, **status)
+    body["spec"].update(completionMode="Indexed", completions=2, parallelism=2)
+    return body
+
+
+def test_a_multi_node_attempt_runs_once_every_pod_is_ready():
+    """One pod still Pending (scheduling, image pull) keeps the attempt pending: the pod watch says
+    why and startupTimeoutSeconds still ends it."""
+    assert observe_job(indexed_job(active=2)).state == State.pending
+    assert observe_job(indexed_job(active=2, ready=1)).state == State.pending
+    assert observe_job(indexed_job(active=2, ready=2)).state == State.running
+
+
+def test_one_failed_pod_fails_the_multi_node_attempt():
+    """backoffLimit 0: the Job controller fails the whole Job on the first failed pod; the exit code
+    is that pod's (the newest terminated one), so retryability follows the failing rank."""
+    pods = [pod(1, created="2026-01-01T00:00:02Z"),
+            {"metadata": {"creationTimestamp": "2026-01-01T00:00:02Z"}, "status": {"phase": "Running"}}]
+    obs = observe_job(indexed_job([cond("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff "
+                                        "limit")], active=1, failed=1), pods)  # fmt: skip
+    assert (obs.state, obs.exit_code, obs.reason, obs.retryable) == (State.failed, 1, "Error", True)
+    # Pods created together: the one that ended first, not the rank the Job controller stopped.
+    stopped, culprit = pod(143, created="2026-01-01T00:00:02Z"), pod(1, created="2026-01-01T00:00:02Z")
+    stopped["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = "2026-01-01T00:09:05Z"
+    culprit["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = "2026-01-01T00:09:00Z"
+    for order in ([stopped, culprit], [culprit, stopped]):
+        obs = observe_job(indexed_job([cond("Failed", "BackoffLimitExceeded")], failed=2), order)
+        assert obs.exit_code == 1
+    final = observe_job(indexed_job([cond("Failed", "PodFailurePolicy")], failed=1), [pod(2)])
+    assert final.state == State.failed and not final.retryable
+
+
+class _Creates(_Kube):
+    """Records creates; ``existing`` objects answer 409 and are read back."""
+
+    def __init__(self, existing=()):
+        super().__init__([])
+        self.created, self.existing = [], {(o["kind"], o["metadata"]["name"]): o for o in existing}
+
+    async def create(self, obj):
+        self.created.append((obj["kind"], obj["metadata"]["name"]))
+        return (obj["kind"], obj["metadata"]["name"]) not in self.existing
+
+    async def get(self, kind, namespace, name):
+        return self.existing.get((kind, name))
+
+    async def patch(self, kind, namespace, name, body):
+        pass
+
+    def low_priority(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+async def test_a_multi_node_launch_creates_the_service_first_and_again_on_a_retry(make_training):
+    from nsm_operator.builders import build_rendezvous_service
+    from nsm_operator.settings import OperatorSettings
+    from nsm_operator.targets.base import TargetContext
+    from nsm_operator.targets.kubernetes import KubernetesTarget
+
+    training = make_training(name="t", resources={"nodes": 2})
+    kube = _Creates()
+    ctx = TargetContext(training=training, status={"attempts": 0}, settings=OperatorSettings(), kube=kube)
+    assert (await KubernetesTarget().launch(ctx, 1))["activeJob"] == "t-a1"
+    assert set(kube.created[:2]) == {("ServiceAccount", "t-trainer"), ("Service", "t-rdzv")}
+    assert ("Job", "t-a1") in kube.created
+    # Attempt 2: a Service that is still there (ours) is used; a missing one is created again.
+    ours = build_rendezvous_service(training)
+    for existing in ([ours], []):
+        kube = _Creates(existing)
+        ctx = TargetContext(training=training, status={"attempts": 1}, settings=OperatorSettings(), kube=kube)
+        assert (await KubernetesTarget().launch(ctx, 2))["activeJob"] == "t-a2"
+        assert ("Service", "t-rdzv") in kube.created and ("Job", "t-a2") in kube.created
+
+
+async def test_a_foreign_service_fails_the_launch(make_training):
+    """A Service of that name someone else made would choose, by its selector, whom the ranks meet."""
+    import pytest
+
+    from nsm_operator.builders import build_rendezvous_service
+    from nsm_operator.errors import ForeignObject
+    from nsm_operator.settings import OperatorSettings
+    from nsm_operator.targets.base import TargetContext
+    from nsm_operator.targets.kubernetes import KubernetesTarget
+
+    training = make_training(name="t", resources={"nodes": 2})
+    foreign = build_rendezvous_service(training)
+    foreign["metadata"]["ownerReferences"] = []
+    ctx = TargetContext(training=training, status={"attempts": 0}, settings=OperatorSettings(), kube=_Creates([foreign]))
+    with pytest.raises(ForeignObject, match="Service ml/t-rdzv already exists and is not this training's"):
+        await KubernetesTarget().launch(ctx, 1)
