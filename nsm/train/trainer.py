@@ -236,7 +236,7 @@ class Trainer:
             return False
         if not self.options.allow_resharding:
             raise SpecError([("--nproc-per-node/--nnodes", (
-                f"the checkpoint was written by {saved} processes, this run has {self.world_size}; "
+                f"the checkpoint was written with world size {saved}, this run has world size {self.world_size}; "
                 "resume with the same world size, or pass --allow-resharding"))])
         return True
 
