@@ -210,11 +210,13 @@ class DistributedTrainer(Trainer):
             try:
                 path = self._resume_path()
                 state = self._read_checkpoint(path) if path is not None else None
-            except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+            except Exception as exc:  # noqa: BLE001 - every rank stops below, none waits for rank 0
                 error = exc
-        path, state, error = self.group.broadcast((path, state, error))
+        path, state, failed = self.group.broadcast((path, state, None if error is None else str(error)))
         if error is not None:
             raise error
+        if failed is not None:
+            raise RuntimeError(f"rank 0 could not read the checkpoint: {failed}")
         if state is not None:
             self._apply_checkpoint(path, state)
 

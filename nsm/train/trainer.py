@@ -229,19 +229,8 @@ class Trainer:
         if state is not None:
             self._apply_checkpoint(path, state)
 
-    def _check_world_size(self, state: dict[str, Any]) -> bool:
-        """False: same world size; True: resharding (the interrupted epoch restarts); else SpecError."""
-        saved = int(state.get("world_size") or 1)
-        if saved == self.world_size:
-            return False
-        if not self.options.allow_resharding:
-            raise SpecError([("--nproc-per-node/--nnodes", (
-                f"the checkpoint was written with world size {saved}, this run has world size {self.world_size}; "
-                "resume with the same world size, or pass --allow-resharding"))])
-        return True
-
     def _apply_checkpoint(self, path: Path, state: dict[str, Any]) -> None:
-        resharded = self._check_world_size(state)
+        resharded = ckpt.check_world_size(state, self.world_size, self.options.allow_resharding)
         if state["spec"].get("domain") != self.spec.domain.value:
             raise SpecError([("spec.domain", f"cannot resume {path}: checkpoint is for domain "
                                              f"{state['spec'].get('domain')!r}, not {self.spec.domain.value!r}")])
