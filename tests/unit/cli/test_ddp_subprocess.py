@@ -77,12 +77,15 @@ def hooks(tmp_path_factory) -> Path:
 
 
 def nsm_train(hooks: Path, out: Path, cache: Path, args: list[str], *extra: str,
-              env: dict[str, str] | None = None) -> subprocess.Popen:
+              env: dict[str, str] | None = None, torchrun: bool = False) -> subprocess.Popen:
+    """``python -m nsm train`` (or, with ``torchrun``, 2 workers of an external torchrun running it)."""
     path = os.pathsep.join(p for p in (str(hooks), os.environ.get("PYTHONPATH")) if p)
+    port = free_port()
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path,
-                "MASTER_PORT": str(free_port()), **(env or {})}
+                "MASTER_PORT": str(port), **(env or {})}
     full_env.pop("NSM_TRAINING_NAME", None)
-    return subprocess.Popen([sys.executable, "-m", "nsm", "train", *args, "--output-dir", str(out),
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)] if torchrun else []
+    return subprocess.Popen([sys.executable, *launcher, "-m", "nsm", "train", *args, "--output-dir", str(out),
                              "--data-cache", str(cache), *extra], env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -131,7 +134,8 @@ def test_two_ranks_follow_the_single_process_run_and_only_rank_0_writes(tmp_path
 
 @pytest.mark.slow
 def test_sigterm_under_ddp_then_resume_equals_uninterrupted_and_world_size_is_checked(tmp_path, cache, hooks):
-    clean = nsm_train(hooks, tmp_path / "clean", cache, PREEMPT, "--nproc-per-node", "2")
+    # The uninterrupted reference runs under an external torchrun: the same numbers either way.
+    clean = nsm_train(hooks, tmp_path / "clean", cache, PREEMPT, torchrun=True)
     stopped = tmp_path / "stopped"
     victim = nsm_train(hooks, stopped, cache, PREEMPT, "--nproc-per-node", "2")
     wait_epochs(stopped, victim, 1)
@@ -163,6 +167,7 @@ def test_sigterm_under_ddp_then_resume_equals_uninterrupted_and_world_size_is_ch
     assert rc_r == 0, out_r
     assert f"resumed from {stopped / 'last.pt'} after epoch 1 in epoch 2 after {partial['steps']} steps" in out_r
     assert history(stopped) == history(tmp_path / "clean")  # exact, the timings aside
+    assert torch.load(tmp_path / "clean" / "last.pt", weights_only=True)["world_size"] == 2
     assert rc_s == 0, out_s
     assert f"resharding from 2 to 1 processes: epoch 2 restarts from its beginning" in out_s
     assert epochs_done(mid_epoch) == 2
