@@ -169,7 +169,7 @@ def test_sigterm_under_ddp_then_resume_equals_uninterrupted_and_world_size_is_ch
     assert history(stopped) == history(tmp_path / "clean")  # exact, the timings aside
     assert torch.load(tmp_path / "clean" / "last.pt", weights_only=True)["world_size"] == 2
     assert rc_s == 0, out_s
-    assert f"resharding from 2 to 1 processes: epoch 2 restarts from its beginning" in out_s
+    assert "resharding from 2 to 1 processes: epoch 2 restarts from its beginning" in out_s
     assert epochs_done(mid_epoch) == 2
 
 
