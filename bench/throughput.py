@@ -19,6 +19,11 @@ hits them alike; on a shared machine ``--clock cpu`` (process CPU time, use with
 
     python bench/throughput.py --threads 1 --clock cpu --steps 40 --json
     python bench/throughput.py --device cuda --json
+
+``--world-size W`` measures data-parallel scaling on CPU instead (W gloo processes against one
+process, see ``bench/ddp_scaling.py``)::
+
+    python bench/throughput.py --world-size 2 --domains causal --steps 40 --repeats 3
 """
 
 from __future__ import annotations
@@ -256,6 +261,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", nargs="+", default=["planning", "causal", "kg"])
     p.add_argument("--data-cache", type=Path, default=None, help="dataset cache directory")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    p.add_argument("--world-size", type=int, default=1,
+                   help="> 1: data-parallel scaling on CPU, W gloo processes vs one (bench/ddp_scaling.py)")
+    p.add_argument("--repeats", type=int, default=3, help="repetitions of the --world-size comparison")
     return p
 
 
@@ -274,8 +282,20 @@ def main(argv: list[str] | None = None) -> int:
     clock = Clock(args.clock, device)
     report: dict[str, Any] = {"device": args.device, "threads": args.threads, "clock": args.clock,
                               "torch": torch.__version__, "load_average_start": os.getloadavg(), "domains": {}}
+    if args.world_size > 1:
+        if args.device != "cpu" or args.clock != "wall":
+            p.error("--world-size measures CPU (gloo) scaling on the wall clock")
+        from ddp_scaling import print_scaling, scaling
+
+        report["threads"] = "set per variant (bench/ddp_scaling.py)"
     with tempfile.TemporaryDirectory(prefix="nsm-bench-") as tmp:
         for domain in args.domains:
+            if args.world_size > 1:
+                r = scaling(domain, args, Path(tmp))
+                report["domains"][domain] = r
+                if not args.json:
+                    print_scaling(r)
+                continue
             r = bench_domain(domain, args, Path(tmp), clock)
             report["domains"][domain] = r
             if not args.json:

@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv[argv.index(args.command) + 1:] if args.command in argv else []  # e.g. to re-run in workers
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -29,6 +29,19 @@ def port(text: str) -> int:
     return value
 
 
+def positive(text: str) -> int:
+    """argparse type of a count >= 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count >= 1")
+    return value
+
+
 def check_device(name: str) -> None:
     from nsm.train.device import resolve_device
 

@@ -22,8 +22,17 @@ from typing import Any
 import yaml
 from pydantic.alias_generators import to_camel
 
-from nsm.cli.preflight import UsageError, check_train_options, port
-from nsm.contract import BEST_CHECKPOINT, CURVES_FILE, HISTORY_FILE, LAST_CHECKPOINT, RESULTS_FILE, ExitCode
+from nsm.cli.preflight import UsageError, check_train_options, port, positive
+from nsm.contract import (
+    BEST_CHECKPOINT,
+    CURVES_FILE,
+    HISTORY_FILE,
+    LAST_CHECKPOINT,
+    NNODES_FLAG,
+    NPROC_PER_NODE_FLAG,
+    RESULTS_FILE,
+    ExitCode,
+)
 from nsm.spec import KIND, SpecError, load_training, parse_training
 
 # The trainer pod's metrics port (the operator's PodMonitor/Service scrape it).
@@ -84,6 +93,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", action="store_true", help="also score the shortcut baselines")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip curves.png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument(NPROC_PER_NODE_FLAG, type=positive, default=1, metavar="N",
+                   help="data-parallel processes on this machine, one per GPU (default: 1; docs/distributed.md)")
+    p.add_argument(NNODES_FLAG, type=positive, default=1, metavar="M",
+                   help="machines in the run; this one's rank comes from $JOB_COMPLETION_INDEX (default: 1)")
+    p.add_argument("--allow-resharding", action="store_true",
+                   help="resume a checkpoint written by another number of processes "
+                        "(an interrupted epoch restarts from its beginning)")
     p.set_defaults(handler=handle)
 
 
@@ -192,6 +208,18 @@ def handle(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"nsm train: {exc}", file=sys.stderr)
         return ExitCode.INVALID_SPEC
+    world_size = args.nproc_per_node * args.nnodes
+    from nsm.train.distributed import check_batch_size, worker_world_size
+
+    if world_size > 1 and not worker_world_size():
+        try:
+            check_batch_size(training.spec.batch_size, world_size)
+        except SpecError as exc:
+            print(f"nsm train: invalid spec: {exc}", file=sys.stderr)
+            return ExitCode.INVALID_SPEC
+        from nsm.train.launcher import launch
+
+        return launch(args.argv, args.nproc_per_node, args.nnodes)
 
     from nsm.train import TrainingDiverged
     from nsm.train.errors import TrainingPreempted
@@ -203,9 +231,17 @@ def handle(args: argparse.Namespace) -> int:
         metrics_port = IN_CLUSTER_METRICS_PORT
     options = RunOptions(output_dir=out, device=args.device, resume=args.resume,
                          metrics_port=metrics_port, quiet=args.quiet,
-                         data_cache=args.data_cache, baselines=args.baselines)
+                         data_cache=args.data_cache, baselines=args.baselines,
+                         allow_resharding=args.allow_resharding)
+    trainer = None
     try:
-        results = Trainer(training, options).run()
+        if worker_world_size() > 1:  # one rank of a run started by nsm's launcher or torchrun
+            from nsm.train.distributed import DistributedTrainer
+
+            trainer = DistributedTrainer(training, options)
+        else:
+            trainer = Trainer(training, options)
+        results = trainer.run()
     except SpecError as exc:
         print(f"nsm train: invalid spec: {exc}", file=sys.stderr)
         return ExitCode.INVALID_SPEC
@@ -221,6 +257,11 @@ def handle(args: argparse.Namespace) -> int:
     except Exception:  # noqa: BLE001 - anything else is retryable (exit 1)
         traceback.print_exc()
         return ExitCode.ERROR
+    finally:
+        if trainer is not None and hasattr(trainer, "close"):
+            trainer.close()
+    if not getattr(trainer, "is_main", True):
+        return ExitCode.OK  # rank 0 writes the curves and prints the summary
     if args.report:
         try:
             from nsm.train.curves import write_curves

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from nsm.contract import BEST_CHECKPOINT, EPOCH_CHECKPOINT_PATTERN, LAST_CHECKPOINT, epoch_checkpoint, json_safe
+from nsm.spec import SpecError
 
 _EPOCH_FILE = re.compile(EPOCH_CHECKPOINT_PATTERN)
 CHECKPOINT_FORMAT = 1
@@ -81,6 +82,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not an nsm checkpoint (format {CHECKPOINT_FORMAT})")
     return state
+
+
+def check_world_size(state: dict[str, Any], world_size: int, allow_resharding: bool) -> bool:
+    """Whether resuming ``state`` with ``world_size`` processes reshards (``nsm.train.distributed``).
+
+    False: the same world size (exact resume). True: another one, allowed (the interrupted epoch
+    restarts). Raises :class:`SpecError` naming the flags otherwise. Checkpoints without the key
+    were written by one process.
+    """
+    saved = int(state.get("world_size") or 1)
+    if saved == world_size:
+        return False
+    if not allow_resharding:
+        raise SpecError([("--nproc-per-node/--nnodes", (
+            f"the checkpoint was written with world size {saved}, this run has world size {world_size}; "
+            "resume with the same world size, or pass --allow-resharding"))])
+    return True
 
 
 class CheckpointManager:

@@ -42,6 +42,13 @@ class StepContext:
     # batches already done), and a flag polled after every optimiser step.
     resume: PartialEpoch | None = None
     stop_requested: Callable[[], bool] = _never
+    # Data parallelism (nsm.train.distributed), None in a single process: this rank's share of
+    # each global batch, and the per-step and per-epoch agreements between the ranks.
+    shard: Any = None  # .plan(step) -> (graphs of this rank, graphs of the global batch)
+    agree: Callable[[bool, bool], tuple[bool, bool]] | None = None  # (diverged, stop) of any rank
+    reduce: Callable[[Tensor, int, bool], tuple[Tensor, int, bool]] | None = None  # epoch sums
+    loss_scale: float = 1.0  # set per step from ``shard``: the gradient is the global batch mean
+    stop_agreed: bool = False
 
 
 def _loss(model: torch.nn.Module, batch, ctx: StepContext) -> tuple[Tensor, object]:
@@ -58,10 +65,13 @@ def train_step(model, batch, optimizer, scaler, grads: FlatGradients, ctx: StepC
     and the model's output. The benchmark (``bench/throughput.py``) times exactly this function.
     """
     loss, out = _loss(model, batch, ctx)
-    if ctx.device.type == "cpu" and not torch.isfinite(loss):
+    diverged = ctx.device.type == "cpu" and not torch.isfinite(loss)
+    if ctx.agree is not None:  # every rank takes (or skips) the same backward: no collective hangs
+        diverged, ctx.stop_agreed = ctx.agree(diverged, ctx.stop_requested())
+    if diverged:
         raise TrainingDiverged(ctx.epoch)
     grads.zero_()
-    scaler.scale(loss).backward()
+    scaler.scale(loss * ctx.loss_scale if ctx.loss_scale != 1.0 else loss).backward()
     if ctx.gradient_clip > 0:
         scaler.unscale_(optimizer)
         grads.clip_norm_(ctx.gradient_clip)
@@ -89,16 +99,21 @@ def train_epoch(model, loader: Iterable, optimizer, scaler, ctx: StepContext) ->
         finite &= ctx.resume.finite
     for batch in loader:
         batch = batch.to(ctx.device, non_blocking=True)
+        n = batch.num_graphs
+        if ctx.shard is not None:  # n = 0: a stand-in graph on a rank the ragged last batch missed
+            n, global_n = ctx.shard.plan(steps)
+            ctx.loss_scale = n * ctx.shard.world_size / global_n
         loss, out = train_step(model, batch, optimizer, scaler, grads, ctx)
         finite &= torch.isfinite(loss)
-        n = batch.num_graphs
-        correct = (out.logits.detach().argmax(1) == batch.y).sum()
+        correct = (out.logits.detach().argmax(1) == batch.y).sum() if n else loss.new_zeros(())
         samples += n
         sums += torch.stack([loss.detach() * n, correct.double(),
                              out.cycle_loss_l1.detach() * n, out.cycle_loss_l2.detach() * n]).double()
         steps += 1
-        if ctx.stop_requested():
+        if ctx.stop_agreed if ctx.agree is not None else ctx.stop_requested():
             raise EpochInterrupted(PartialEpoch(ctx.epoch, steps, sums.tolist(), samples, bool(finite)))
+    if ctx.reduce is not None:  # the epoch's metrics over every rank's graphs
+        sums, samples, finite = ctx.reduce(sums, samples, bool(finite))
     if not bool(finite):
         raise TrainingDiverged(ctx.epoch)
     loss_sum, correct, l1, l2 = sums.tolist()

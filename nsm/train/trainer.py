@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from nsm.contract import HISTORY_FILE, RESULTS_FILE, result_body, status_body
 from nsm.contract import iso as rfc3339
-from nsm.spec import NSMTraining
+from nsm.spec import NSMTraining, SpecError
 from nsm.train import checkpoint as ckpt
 from nsm.train import ownership
 from nsm.train.device import amp_policy, configure_tf32, device_label, device_name, resolve_device
@@ -59,6 +59,7 @@ class RunOptions:
     baselines: bool = False
     name: str | None = None  # default: $NSM_TRAINING_NAME, else metadata.name
     attempt: str | None = None  # default: $NSM_ATTEMPT, else "1"
+    allow_resharding: bool = False  # resume a checkpoint of another world size (nsm.train.distributed)
 
 
 def seed_everything(seed: int) -> None:
@@ -129,6 +130,7 @@ class Trainer:
         self.last_checkpoint: dict[str, Any] | None = None
         self.training_uid = ownership.training_uid()
         self.moved_aside: dict[str, Any] | None = None
+        self.world_size = 1  # processes training together (nsm.train.distributed.DistributedTrainer)
 
     def log(self, line: str) -> None:
         if not self.options.quiet:
@@ -156,11 +158,11 @@ class Trainer:
         self.loaders = {}
         for split, idx in self.splits.items():
             ds = BatchedGraphDataset(store, idx)
-            sampler = EpochBatchSampler(torch.arange(len(ds)), spec.batch_size,
-                                        shuffle=split == "train", seed=spec.seed)
+            sampler = self._sampler(split, torch.arange(len(ds)))
             self.loaders[split] = make_loader(ds, sampler, spec.data_loader, self.device, spec.seed)
         torch.manual_seed(spec.seed)  # weight init independent of data generation
         self.model = self.model_factory(self.dataset, spec).to(self.device)
+        self.train_model = self.model  # what the epoch loop calls (DistributedTrainer: the DDP wrapper)
         self.optimizer = make_optimizer(self.model, spec)
         self.scheduler = make_scheduler(self.optimizer, spec)
         self.scaler = self.amp.make_scaler()
@@ -168,6 +170,14 @@ class Trainer:
         self.state = RunState()
         self.ckpts = ckpt.CheckpointManager(self.out, spec.checkpoint.every_epochs, spec.checkpoint.keep)
         self.ctx = StepContext(self.device, self.amp, float(spec.cycle_weight), spec.optimization.gradient_clip)
+
+    def _sampler(self, split: str, indices: torch.Tensor) -> EpochBatchSampler:
+        return EpochBatchSampler(indices, self.spec.batch_size, shuffle=split == "train", seed=self.spec.seed)
+
+    def _resume(self) -> None:
+        path = self._resume_path()
+        if path is not None:
+            self._load(path)
 
     def _resume_path(self) -> Path | None:
         mode = self.options.resume
@@ -195,6 +205,7 @@ class Trainer:
             "name": self.name,
             "training_uid": self.training_uid,
             "partial_epoch": None,  # see _save_interrupted
+            "world_size": self.world_size,
         }
 
     def _save_interrupted(self, partial: PartialEpoch) -> None:
@@ -202,13 +213,24 @@ class Trainer:
         self.ckpts.save_last({**self._checkpoint_state(), "partial_epoch": partial.state_dict()})
         self.log(f"checkpoint {self.ckpts.last_path}: epoch {partial.epoch} after {partial.steps} steps")
 
-    def _load(self, path: Path) -> None:
+    def _read_checkpoint(self, path: Path) -> dict[str, Any] | None:
+        """The checkpoint to resume from, or None when it belongs to another training."""
         state = ckpt.load_checkpoint(path, map_location=self.device)
         if self.options.resume == "auto" and not ownership.belongs(state, self.training_uid):
             # Another training's files (a retained PVC re-used by name): keep them, start afresh.
             self.moved_aside = ownership.move_aside(self.out, state.get("training_uid"))
             self.log(f"checkpoints of training {self.moved_aside['previousUid']} moved to {self.moved_aside['path']}")
-            return
+            return None
+        state["written_at"] = rfc3339(path.stat().st_mtime)
+        return state
+
+    def _load(self, path: Path) -> None:
+        state = self._read_checkpoint(path)
+        if state is not None:
+            self._apply_checkpoint(path, state)
+
+    def _apply_checkpoint(self, path: Path, state: dict[str, Any]) -> None:
+        resharded = ckpt.check_world_size(state, self.world_size, self.options.allow_resharding)
         if state["spec"].get("domain") != self.spec.domain.value:
             raise SpecError([("spec.domain", f"cannot resume {path}: checkpoint is for domain "
                                              f"{state['spec'].get('domain')!r}, not {self.spec.domain.value!r}")])
@@ -227,13 +249,19 @@ class Trainer:
         self.stopper.patience = self.spec.early_stopping.patience
         self.stopper.min_delta = self.spec.early_stopping.min_delta
         self.state.load_state_dict(state["run"])
-        ckpt.restore_rng_state(state["rng"])
-        self.last_checkpoint = {"epoch": self.state.epoch, "path": str(path),
-                                "time": rfc3339(path.stat().st_mtime)}
+        self._restore_rng(state, resharded)
+        self.last_checkpoint = {"epoch": self.state.epoch, "path": str(path), "time": state["written_at"]}
         partial = state.get("partial_epoch")
+        if partial and resharded:
+            self.log(f"resharding from {state.get('world_size') or 1} to {self.world_size} processes: "
+                     f"epoch {partial['epoch']} restarts from its beginning ({partial['steps']} steps redone)")
+            partial = None
         self.ctx.resume = PartialEpoch.from_state(partial) if partial else None
         where = f"in epoch {partial['epoch']} after {partial['steps']} steps" if partial else ""
         self.log(f"resumed from {path} after epoch {self.state.epoch} {where}".rstrip())
+
+    def _restore_rng(self, state: dict[str, Any], resharded: bool) -> None:
+        ckpt.restore_rng_state(state["rng"])
 
     def _start_observers(self) -> None:
         self.metrics = TrainerMetrics(self.name, self.spec.domain.value, epochs_planned=self.spec.epochs,
@@ -268,14 +296,14 @@ class Trainer:
         batches = tqdm(self.loaders["train"], desc=f"epoch {epoch}/{self.spec.epochs}", leave=False,
                        unit="batch", disable=self.options.quiet or not sys.stderr.isatty())
         try:
-            train = train_epoch(self.model, batches, self.optimizer, self.scaler, self.ctx)
+            train = train_epoch(self.train_model, batches, self.optimizer, self.scaler, self.ctx)
         except EpochInterrupted as exc:
             exc.partial.lr = lr
             self._save_interrupted(exc.partial)
             raise TrainingPreempted(self.preemption.signum or 15, f"in epoch {epoch}") from None
         self.ctx.resume = None
         train_seconds = time.perf_counter() - start
-        val = evaluate(self.model, self.loaders["val"], self.ctx)
+        val = self._validate()
         if not math.isfinite(val["loss"]):
             raise TrainingDiverged(epoch, "validation loss")
         step_scheduler(self.scheduler, val["loss"])
@@ -289,6 +317,9 @@ class Trainer:
             "samples_per_second": train["samples"] / max(train_seconds, 1e-9),
         }
 
+    def _validate(self) -> dict[str, Any]:
+        return evaluate(self.model, self.loaders["val"], self.ctx)
+
     def _after_epoch(self, row: dict[str, Any]) -> None:
         epoch = row["epoch"]
         improved = self.stopper.update(epoch, row["val_loss"])
@@ -297,6 +328,11 @@ class Trainer:
         self.state.train_seconds += row["epoch_seconds"]
         if improved:
             self.state.best_metrics = dict(row)
+        self._publish_epoch(row, improved)
+
+    def _publish_epoch(self, row: dict[str, Any], improved: bool) -> None:
+        """Checkpoints, history, metrics, tracking, progress and the log line of an epoch."""
+        epoch = row["epoch"]
         self.ckpts.save(self._checkpoint_state(), epoch, improved)
         now = time.time()
         self.last_checkpoint = {"epoch": epoch, "path": str(self.ckpts.last_path), "time": rfc3339(now)}
@@ -378,9 +414,7 @@ class Trainer:
         started = time.perf_counter()
         self._setup()
         self.ctx.stop_requested = lambda: self.preemption.requested
-        path = self._resume_path()
-        if path is not None:
-            self._load(path)
+        self._resume()
         resumed_from = self.state.epoch
         self._start_observers()
         stop_reason = "completed"
@@ -389,7 +423,7 @@ class Trainer:
                 for epoch in range(self.state.epoch + 1, self.spec.epochs + 1):
                     if self.stopper.should_stop:
                         break
-                    if self.preemption.requested and self.ctx.resume is None:  # last.pt is at this point
+                    if self._stop_before_epoch():  # last.pt is at this point
                         raise TrainingPreempted(self.preemption.signum or 15, f"before epoch {epoch}")
                     self._after_epoch(self._run_epoch(epoch))
             except TrainingDiverged:
@@ -403,6 +437,9 @@ class Trainer:
         finally:
             self._stop_observers()
         return results
+
+    def _stop_before_epoch(self) -> bool:
+        return self.preemption.requested and self.ctx.resume is None
 
     def _finish(self, results: dict[str, Any]) -> None:
         ckpt.atomic_write_json(self.out / RESULTS_FILE, results)
