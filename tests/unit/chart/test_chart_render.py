@@ -314,3 +314,29 @@ def test_trainer_peers_let_a_multi_node_trainings_pods_meet(render):
     trainer = next(p for p in by_kind(alone, "NetworkPolicy") if p["metadata"]["name"] == "nsm-operator-trainers")
     assert trainer["spec"]["ingress"] == [
         {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "nsm-trainer"}}}]}]
+
+
+def test_podmonitor_scrapes_only_rank_zero_of_a_multi_node_job(render):
+    """Every pod of an Indexed Job declares the metrics port but only index 0 (rank 0) serves it.
+
+    Prometheus anchors relabel regexes (^(?:…)$), as ``re.fullmatch`` does; the annotation is the
+    one the Job controller puts on every pod of an Indexed Job, absent on one-node Jobs.
+    """
+    import re
+
+    from nsm_operator.builders.job import build_job
+    from nsm_operator.resource import Training
+    from nsm_operator.settings import OperatorSettings
+
+    (pep,) = one(render(set=["podMonitor.enabled=true",
+                             "podMonitor.relabelings[0].targetLabel=team",
+                             "podMonitor.relabelings[0].replacement=ml"]), "PodMonitor")["spec"]["podMetricsEndpoints"]
+    keep, user = pep["relabelings"]
+    assert user == {"targetLabel": "team", "replacement": "ml"}
+    assert keep["action"] == "keep"
+    assert keep["sourceLabels"] == ["__meta_kubernetes_pod_annotation_batch_kubernetes_io_job_completion_index"]
+    kept = {index for index in ("", "0", "1", "10") if re.fullmatch(keep["regex"], index)}
+    assert kept == {"", "0"}
+    training = Training.from_body({"metadata": {"name": "ddp", "namespace": "ml", "uid": "u1"},
+                                   "spec": {"domain": "causal", "resources": {"nodes": 2, "gpu": {"count": 2}}}})
+    assert build_job(training, 1, OperatorSettings.from_env({}))["spec"]["completionMode"] == "Indexed"
