@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from operator_probes import (  # noqa: E402 - after the path set-up
-    AUDIT_POLICY, AuditLog, cpu_seconds, event_times, operator_requests, vm_hwm_mb, vm_rss_mb,
+    AUDIT_POLICY, AuditLog, cpu_seconds, event_times, gc_summary, operator_requests, vm_hwm_mb, vm_rss_mb,
     wait_quiet,
 )  # fmt: skip
 
@@ -84,28 +84,39 @@ def start_cluster(policy_dir: Path) -> tuple[Any, bool]:
     return cluster, True
 
 
-def operator_command(which: str, ns: str, health: int) -> list[str]:
+def operator_command(which: str, ns: str, health: int, gc_stats: bool = False) -> list[str]:
     bindir = Path(sys.executable).parent
     liveness = f"--liveness=http://127.0.0.1:{health}/healthz"
     if which == "project":
-        return [str(bindir / "nsm-operator"), "-n", ns, liveness, "--quiet"]
-    return [str(bindir / "kopf"), "run", "--standalone", "--namespace", ns, liveness, "--quiet",
-            str(REPO / "bench" / "minimal_operator.py")]  # fmt: skip
+        argv = ["-n", ns, liveness, "--quiet"]
+        entry = "from nsm_operator.cli import main; sys.exit(main(argv))"
+        plain = [str(bindir / "nsm-operator"), *argv]
+    else:
+        argv = ["run", "--standalone", "--namespace", ns, liveness, "--quiet",
+                str(REPO / "bench" / "minimal_operator.py")]  # fmt: skip
+        entry = "from kopf.cli import main; main.main(args=argv, prog_name='kopf')"
+        plain = [str(bindir / "kopf"), *argv]
+    if not gc_stats:
+        return plain
+    # Every collection's generation and duration to the log (gc.DEBUG_STATS), read by gc_summary().
+    return [sys.executable, "-c", f"import gc, sys; gc.set_debug(gc.DEBUG_STATS); argv = {argv!r}; {entry}"]
 
 
-def start_operator(which: str, cluster: Any, ns: str, log_path: Path) -> subprocess.Popen[bytes]:
+def start_operator(which: str, cluster: Any, ns: str, log_path: Path,
+                   gc_stats: bool = False) -> subprocess.Popen[bytes]:  # fmt: skip
     """Operator ``which`` for namespace ``ns``, healthy."""
     health = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NSM_OPERATOR_")}
     env.update(KUBECONFIG=str(cluster.kubeconfig), NSM_OPERATOR_METRICS_PORT=str(free_port()), PYTHONUNBUFFERED="1")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        op = subprocess.Popen(operator_command(which, ns, health), stdout=log, stderr=subprocess.STDOUT, env=env,
-                              start_new_session=True)  # fmt: skip
+        op = subprocess.Popen(operator_command(which, ns, health, gc_stats), stdout=log, stderr=subprocess.STDOUT,
+                              env=env, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 60
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1).close()
+            print(f"{which} operator healthy: pid {op.pid}, namespace {ns}, log {log_path}", file=sys.stderr)
             return op
         except OSError:
             if time.monotonic() > deadline or op.poll() is not None:
@@ -216,7 +227,8 @@ def one_run(which: str, args: argparse.Namespace, cluster: Any, api: dict[str, A
     ns, began = f"bench-{uuid.uuid4().hex[:6]}", time.monotonic()
     cluster.kubectl("create", "namespace", ns, check=True)
     offset, t0 = audit.offset(), time.time()
-    op = start_operator(which, cluster, ns, log_dir / f"{which}-{ns}.log")
+    log_path = log_dir / f"{which}-{ns}.log"
+    op = start_operator(which, cluster, ns, log_path, args.gc_stats)
     try:
         pids = cluster.component_pids() if cluster.owned else {}
         comps = {c: pids.get(c) for c in ("kube-apiserver", "etcd")}
@@ -235,6 +247,8 @@ def one_run(which: str, args: argparse.Namespace, cluster: Any, api: dict[str, A
         row["events_trailing_seconds"] = events_trailing(api, ns, args.timeout)
     finally:
         stop_operator(op)
+    if args.gc_stats:
+        row.update(gc_summary(log_path.read_text(errors="replace")))
     time.sleep(1.0)  # the audit log is written as responses complete
     requests, agents = operator_requests(audit.requests(offset, t0, time.time()))
     row["requests_per_training"] = None if requests is None else requests / args.count
@@ -260,7 +274,8 @@ def summary(rows: list[dict[str, Any]], args: argparse.Namespace, counted_by: st
                            "operators": {}}  # fmt: skip
     for which in {r["operator"] for r in rows}:
         mine = [r for r in rows if r["operator"] == which]
-        out["operators"][which] = {**{k: median(mine, k) for k in FIELDS}, "runs": mine}
+        gc_keys = sorted({k for r in mine for k in r if k.startswith("gc_")})
+        out["operators"][which] = {**{k: median(mine, k) for k in (*FIELDS, *gc_keys)}, "runs": mine}
     ops = out["operators"]
     if "minimal" in ops:
         for key, field in (("p99_ratio", "p99"), ("cpu_ratio", "operator_cpu_seconds"), ("rss_ratio", "peak_rss_mb")):
@@ -294,6 +309,9 @@ def main() -> int:
                         help="no queueName: Jobs get pods (Unschedulable: no provisioner), the pod watch works")
     parser.add_argument("--baseline", action="store_true", help="also run bench/minimal_operator.py, alternating")
     parser.add_argument("--runs", type=int, default=1, help="runs per operator (medians are reported)")
+    parser.add_argument("--gc-stats", action="store_true",
+                        help="log every garbage collection (gc.DEBUG_STATS) and report GC time per generation "
+                             "(costs the operators some CPU: a diagnosis, not a measurement)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (after the table)")
     args = parser.parse_args()
 

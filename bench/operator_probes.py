@@ -127,3 +127,18 @@ def event_times(events: Iterable[Any]) -> list[float]:
         if posted:
             times.append(max(posted))
     return times
+
+
+def gc_summary(log: str) -> dict[str, float | int]:
+    """Seconds and count of garbage collections per generation, from gc.DEBUG_STATS lines
+    ("gc: collecting generation N..." ... "gc: done, ..., 0.0123s elapsed")."""
+    out: dict[str, float | int] = {}
+    generation = None
+    for line in log.splitlines():
+        if line.startswith("gc: collecting generation "):
+            generation = line.split()[3].rstrip(".")
+        elif line.startswith("gc: done") and line.endswith("s elapsed") and generation is not None:
+            elapsed = float(line.rsplit(",", 1)[1].split()[0].rstrip("s"))
+            out[f"gc_gen{generation}_seconds"] = out.get(f"gc_gen{generation}_seconds", 0.0) + elapsed
+            out[f"gc_gen{generation}_count"] = int(out.get(f"gc_gen{generation}_count", 0)) + 1
+    return out
