@@ -145,6 +145,9 @@ class Cluster:
     kubeconfig: Path = field(default=None)  # type: ignore[assignment]
     owned: bool = True  # False when attached to a cluster somebody else started (NSM_KUBECONFIG)
     start_seconds: float | None = None
+    # An audit policy file for kube-apiserver (bench/operator_latency.py counts each operator's
+    # requests in the audit log); None = no audit log, as in the e2e tier.
+    audit_policy: Path | None = None
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -156,6 +159,11 @@ class Cluster:
     @property
     def cluster_dir(self) -> Path:
         return self.workdir / "clusters" / self.name
+
+    @property
+    def audit_log(self) -> Path:
+        """kube-apiserver's audit log (written only with ``audit_policy``)."""
+        return self.cluster_dir / "logs" / "audit.log"
 
     @property
     def marker_pidfile(self) -> Path:
@@ -266,6 +274,7 @@ class Cluster:
             "--kwok-controller-binary", b["kwok"],
             "--etcd-binary", b["etcd"],
             "--kubeconfig", str(self.kubeconfig),
+            *(["--kube-audit-policy", str(self.audit_policy)] if self.audit_policy else []),
             "--wait", f"{int(timeout)}s",
             "--timeout", f"{int(timeout)}s",
             timeout=timeout + 30,

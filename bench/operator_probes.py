@@ -1,0 +1,144 @@
+"""What ``bench/operator_latency.py`` reads besides its own Job watch: a process's CPU and peak
+RSS from /proc, when its CPU goes quiet, the API server's audit log (requests per client), and the
+namespace's Events."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+# Clients of the test control plane that are not the operator under test: kube-controller-manager,
+# kube-scheduler, kwok, kubectl (the bench's and the harness's), the kubernetes Python client (the
+# bench's own client, set to "nsm-bench", and the harness's pod marker), kube-apiserver's loopback.
+NOT_THE_OPERATOR = ("kube-controller-manager/", "kube-scheduler/", "kwok-controller/", "kubectl/",
+                    "kubectl-dispatcher/", "OpenAPI-Generator/", "nsm-bench", "kube-apiserver/")  # fmt: skip
+
+# Metadata level (no bodies); the API server's own loopback requests and the controllers' leases
+# are not logged at all, which keeps the log (and its cost to the API server) small.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  users: ["system:apiserver"]
+- level: None
+  resources: [{group: coordination.k8s.io, resources: [leases]}]
+- level: Metadata
+"""
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size of ``pid`` (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def vm_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` (its threads included), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pid: int, since: float, timeout: float, window: float = 5.0, threshold: float = 0.05) -> float:
+    """Seconds from ``since`` (monotonic) until ``pid`` went quiet: the start of the first
+    ``window`` in which it used less than ``threshold`` CPU seconds (1 % of a core by default).
+    Returns ``timeout``-bounded figure (the elapsed time when it never went quiet)."""
+    samples: list[tuple[float, float]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        now = time.monotonic()
+        samples.append((now, cpu_seconds(pid)))
+        old = [s for s in samples if s[0] <= now - window]
+        if old and samples[-1][1] - old[-1][1] < threshold:
+            return old[-1][0] - since
+        if now > deadline:
+            return now - since
+        time.sleep(0.5)
+
+
+def parse_k8s_time(value: str | None) -> float | None:
+    """Epoch seconds of an RFC 3339 timestamp (the API server's, microseconds optional)."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class AuditLog:
+    """Requests per user agent in kube-apiserver's audit log, between two offsets of the file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path if path is not None and path.exists() else None
+
+    def offset(self) -> int:
+        return self.path.stat().st_size if self.path else 0
+
+    def requests(self, start: int, t0: float, t1: float) -> Counter[str] | None:
+        """Distinct requests (audit IDs) received in [t0, t1] (epoch seconds) written after
+        ``start``, per "user agent|verb resource[/subresource]"; None without an audit log."""
+        if self.path is None:
+            return None
+        seen: dict[str, str] = {}
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line being written
+                received = parse_k8s_time(entry.get("requestReceivedTimestamp"))
+                if received is not None and t0 <= received <= t1:
+                    ref = entry.get("objectRef") or {}
+                    what = "/".join(filter(None, (ref.get("resource"), ref.get("subresource"))))
+                    seen.setdefault(entry["auditID"], f"{entry.get('userAgent', '')}|{entry.get('verb')} {what}")
+        return Counter(seen.values())
+
+
+def operator_requests(per_agent: Counter[str] | None) -> tuple[int | None, dict[str, int]]:
+    """The operator's request count (every agent not in NOT_THE_OPERATOR) and its breakdown by
+    agent, verb and resource."""
+    if per_agent is None:
+        return None, {}
+    mine = {agent: n for agent, n in per_agent.items() if not agent.startswith(NOT_THE_OPERATOR)}
+    return sum(mine.values()), mine
+
+
+def event_times(events: Iterable[Any]) -> list[float]:
+    """When each Event (kubernetes client objects) was last posted, epoch seconds."""
+    times = []
+    for ev in events:
+        stamps = [ev.event_time, ev.last_timestamp, ev.first_timestamp, ev.metadata.creation_timestamp]
+        posted = [s.timestamp() for s in stamps if s is not None]
+        if posted:
+            times.append(max(posted))
+    return times
+
+
+def gc_summary(log: str) -> dict[str, float | int]:
+    """Seconds and count of garbage collections per generation, from gc.DEBUG_STATS lines
+    ("gc: collecting generation N..." ... "gc: done, ..., 0.0123s elapsed")."""
+    out: dict[str, float | int] = {}
+    generation = None
+    for line in log.splitlines():
+        if line.startswith("gc: collecting generation "):
+            generation = line.split()[3].rstrip(".")
+        elif line.startswith("gc: done") and line.endswith("s elapsed") and generation is not None:
+            elapsed = float(line.rsplit(",", 1)[1].split()[0].rstrip("s"))
+            out[f"gc_gen{generation}_seconds"] = out.get(f"gc_gen{generation}_seconds", 0.0) + elapsed
+            out[f"gc_gen{generation}_count"] = int(out.get(f"gc_gen{generation}_count", 0)) + 1
+    return out
