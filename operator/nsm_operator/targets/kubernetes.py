@@ -117,7 +117,7 @@ class KubernetesTarget:
         await asyncio.gather(*(ensure(c) for c in first))
         job = build_job(training, attempt, ctx.settings)
         async def create_job() -> None:
-            await ensure_child(ctx.kube, training, job)
+            ctx.launched = await ensure_child(ctx.kube, training, job)
             ctx.created()
 
         await asyncio.gather(create_job(), *(ensure_later(c) for c in rest))
