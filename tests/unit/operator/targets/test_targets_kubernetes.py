@@ -119,3 +119,16 @@ async def test_a_first_start_lists_nothing_and_a_blocked_launch_creates_nothing(
     fields = await target.launch(_ctx(make_training, kube, 1), 2)  # _Kube has no create: nothing is created
     assert fields["reason"] == "PreviousAttemptTerminating" and fields["activeJob"] is None
     assert "t-a1-x" in fields["message"] and "attempt 2" in fields["message"]
+
+
+def test_the_part_kept_after_a_launch_observes_the_same():
+    from nsm_operator.targets.kubernetes import observed_part
+
+    assert observed_part(None) is None
+    for body in (job(suspend=True), job(active=1), job(active=1, ready=1), job([cond("Complete")]),
+                 job([cond("Failed", "BackoffLimitExceeded", "limit")])):  # fmt: skip
+        full = {**body, "metadata": {**body["metadata"], "managedFields": [{"manager": "x"}], "uid": "u"},
+                "spec": {**body["spec"], "template": {"spec": {"containers": [{"name": "trainer"}]}}}}
+        slim = observed_part(full)
+        assert "managedFields" not in slim["metadata"] and "template" not in slim["spec"]
+        assert observe_job(slim) == observe_job(full) and job_attempt(slim) == job_attempt(full)
