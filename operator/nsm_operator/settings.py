@@ -144,7 +144,7 @@ class OperatorSettings:
     ``ReadWriteOncePod`` (one pod at a time; CSI volumes, Kubernetes >= 1.29) or ``ReadWriteOnce``
     for storage that lacks it."""
 
-    gc_threshold: int = field(default=50_000, metadata={"max": 10_000_000})
+    gc_threshold: int = field(default=10_000, metadata={"max": 10_000_000})
     """NSM_OPERATOR_GC_THRESHOLD: generation-0 threshold of Python's cyclic garbage collector; at
     start-up the operator's modules are frozen out of collection (``gc.freeze``), so a collection
     only scans objects made since. CPython's default, 700, spends a third of the operator's CPU in

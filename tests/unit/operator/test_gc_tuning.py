@@ -21,7 +21,7 @@ def restore_gc():
 def test_startup_freezes_the_heap_and_raises_the_generation_0_threshold(restore_gc):
     gc.set_threshold(700, 10, 10)
     tune_gc(OperatorSettings.from_env({}).gc_threshold)
-    assert gc.get_threshold() == (50_000, 10, 10)
+    assert gc.get_threshold() == (10_000, 10, 10)
     assert gc.get_freeze_count() > 0
 
 
