@@ -133,14 +133,17 @@ class Kube:
 
     async def create(self, manifest: Mapping[str, Any]) -> bool:
         """Create ``manifest``; False if it already exists (409: an earlier try or a restart)."""
+        return await self.create_object(manifest) is not None
+
+    async def create_object(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+        """:meth:`create`, returning the object as created; None if it already exists."""
         meta = manifest["metadata"]
         path = resource_path(manifest["kind"], meta["namespace"])
         try:
-            await self.request("POST", path, body=manifest)
-            return True
+            return await self.request("POST", path, body=manifest) or dict(manifest)
         except ApiError as exc:
             if exc.status == 409:
-                return False
+                return None
             raise self._failure(exc, "creating", manifest["kind"], meta.get("name", "")) from exc
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

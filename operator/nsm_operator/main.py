@@ -6,6 +6,7 @@ applies the settings object at startup.
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -46,10 +47,26 @@ def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> No
     settings.posting.level = logging.INFO
     settings.posting.loggers = False
     # Events trail behind the work under a burst: a few posters, so Job creations and status
-    # patches get the API server first (measured with bench/operator_latency.py).
-    settings.posting.worker_limit = 4
+    # patches get the API server first (measured with bench/operator_latency.py). A poster
+    # leaves as soon as its object has nothing queued: kopf's default keeps it (and its slot)
+    # idle for 1 s per object, which capped posting at a few Events a second.
+    settings.posting.worker_limit = 8
+    settings.posting.idle_timeout = 0.05
     settings.peering.standalone = True
     settings.posting.reporting_component = "nsm-operator"
+
+
+def tune_gc(threshold: int) -> None:
+    """Freeze what start-up made (modules, kopf's registry: never garbage) and raise the
+    generation-0 threshold. kopf's per-event views form reference cycles, so with CPython's
+    default (700) full collections of the whole heap stall the loop under a burst
+    (docs/performance.md, "Levers")."""
+    if threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(threshold, gen1, gen2)
 
 
 @kopf.on.login()
@@ -62,6 +79,7 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     cfg = OperatorSettings.from_env()
     configure_kopf(settings, cfg)
+    tune_gc(cfg.gc_threshold)
     kube = Kube(connection_info(settings), request_timeout=cfg.request_timeout_seconds)
     metrics = OperatorMetrics()
     metrics.serve(cfg.metrics_port, cfg.metrics_address)

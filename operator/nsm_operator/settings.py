@@ -144,6 +144,12 @@ class OperatorSettings:
     ``ReadWriteOncePod`` (one pod at a time; CSI volumes, Kubernetes >= 1.29) or ``ReadWriteOnce``
     for storage that lacks it."""
 
+    gc_threshold: int = field(default=10_000, metadata={"max": 10_000_000})
+    """NSM_OPERATOR_GC_THRESHOLD: generation-0 threshold of Python's cyclic garbage collector; at
+    start-up the operator's modules are frozen out of collection (``gc.freeze``), so a collection
+    only scans objects made since. CPython's default, 700, spends a third of the operator's CPU in
+    the collector under a burst (docs/performance.md); 0 = leave the interpreter's collector as is."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "OperatorSettings":
         """Parse ``NSM_OPERATOR_*`` variables (``os.environ`` by default); unset → default."""

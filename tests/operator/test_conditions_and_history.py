@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 import kmock as kmock_lib
 from tests.operator.conftest import (
     COMPLETE, NAMESPACE, RUNNING, eventually, failed, phase_is, run_operator, set_job_status, training,
@@ -51,3 +52,22 @@ def async_not(fetch):
         return await fetch() is None
 
     return check
+
+
+async def test_a_queued_launch_is_one_status_write(k8s, api, operator):
+    """The launch of a Job that a queue holds (created suspended) writes Pending and Queued in one
+    status patch: the step after the launch is computed from the Job as created, so the Job's own
+    watch event changes nothing (issue #18: one status write per transition)."""
+    trainings = kmock_lib.resource("nsm.dev/v1alpha1/nsmtrainings")
+    await api.create(training("q1", queueName="team-a"))
+    st = await eventually(lambda: phase_is(api, "q1", "Queued"))
+    assert st["reason"] == "WaitingForAdmission" and st["activeJob"] == "q1-a1" and st["attempts"] == 1
+    assert _conditions(st)["Created"]["status"] == "True"
+    assert (_conditions(st)["Ready"]["reason"], _conditions(st)["Ready"]["status"]) == ("Queued", "False")
+    events = kmock_lib.resource("v1/events")
+    await eventually(lambda: {"AttemptStarted", "Queued"} <= {(r.data or {}).get("reason") for r in k8s["post", events]})
+    # Admitted: the Job's later event is handled after its ADDED (one queue per object in kopf).
+    await set_job_status(api, "q1-a1", RUNNING)
+    await eventually(lambda: phase_is(api, "q1", "Running"))
+    patches = [r.data["status"] for r in k8s["patch", trainings, kmock_lib.subresource("status")]]
+    assert [p.get("phase") for p in patches] == ["Queued", "Running"], patches

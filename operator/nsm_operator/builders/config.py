@@ -6,6 +6,10 @@ from typing import Any
 
 import yaml
 
+# libyaml's emitter when PyYAML was built with it: the same bytes as the pure-Python SafeDumper
+# (tests/unit/operator/builders) at a quarter of the CPU, which counts under a burst of creates.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 from nsm.spec import API_GROUP, API_VERSION, KIND
 
 from nsm_operator.builders.meta import child_metadata
@@ -21,7 +25,7 @@ def training_yaml(training: Training) -> str:
         "metadata": {"name": training.name, "namespace": training.namespace},
         "spec": training.spec.to_wire(),
     }
-    return yaml.safe_dump(doc, sort_keys=False)
+    return yaml.dump(doc, Dumper=_DUMPER, sort_keys=False)
 
 
 def build_configmap(training: Training) -> dict[str, Any]:

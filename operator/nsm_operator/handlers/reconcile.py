@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -100,6 +101,7 @@ async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Trai
         patch.update(target.finished_fields(tctx))  # in the same patch as the phase it ends with
     patch.update(await _act_or_fail(ctx, target, tctx, result, {**status, **patch}, now))
     again = follow_up(ctx, target, tctx, obs, patch, now)
+    patch.update(await _launched(ctx, target, tctx, result, {**status, **patch}, now))
     if again is not None:
         schedule_retry(ctx, training.namespace, training.name, again)
     if obs is not None and obs.state == State.running and not status.get("attemptStartTime") and obs.created_at:
@@ -155,6 +157,20 @@ async def _act_or_fail(ctx: OperatorContext, target: Target, tctx: TargetContext
         again = step(tctx.training.spec, stepped, failed, now, ctx.settings.price_per_gpu_hour)
         result.events.extend(again.events)
         return dict(again.status)
+
+
+async def _launched(ctx: OperatorContext, target: Target, tctx: TargetContext, result: Result,
+                    stepped: Mapping[str, Any], now: datetime) -> dict[str, Any]:  # fmt: skip
+    """The step after a launch, from the attempt as created (a suspended Job: Queued), so the
+    whole transition goes out in one status patch; its watch event then changes nothing."""
+    if tctx.launched is None or not stepped.get("activeJob"):
+        return {}
+    obs = await target.observe_event(replace(tctx, status=stepped), tctx.launched)
+    if obs is None or obs.state not in (State.pending, State.queued):
+        return {}  # running or ended: the ordinary path on its event (metrics, failed pods)
+    again = step(tctx.training.spec, stepped, obs, now, ctx.settings.price_per_gpu_hour)
+    result.events.extend(again.events)
+    return dict(again.status)
 
 
 def _status_patch(body: Mapping[str, Any], training: Training, patch: dict[str, Any]) -> dict[str, Any]:

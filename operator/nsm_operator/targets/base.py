@@ -24,6 +24,9 @@ class TargetContext:
     body: Mapping[str, Any] = field(default_factory=dict)
     on_created: Callable[[], None] | None = None
     """Called by ``launch`` as soon as the attempt exists (before slower follow-up work)."""
+    launched: Mapping[str, Any] | None = None
+    """Set by ``launch``: the attempt as it was just created or found (a Job), so the caller
+    observes it in the same reconcile instead of on its watch event (one status write)."""
 
     def created(self) -> None:
         if self.on_created is not None:

@@ -38,10 +38,12 @@ def retained_pvc(obj: Mapping[str, Any], training: Training) -> bool:
             and labels.get(LABEL_MANAGED_BY) == MANAGED_BY and labels.get(LABEL_TRAINING) == training.name)  # fmt: skip
 
 
-async def ensure_child(kube: Kube, training: Training, child: Mapping[str, Any]) -> None:
-    """Create ``child`` unless it exists; when it exists, use it only if it is ours (see module)."""
-    if await kube.create(child):
-        return
+async def ensure_child(kube: Kube, training: Training, child: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Create ``child`` unless it exists; when it exists, use it only if it is ours (see module).
+    Returns the object as created, or as found when it was this training's already."""
+    created = await kube.create_object(child)
+    if created:
+        return created
     kind, name = child["kind"], child["metadata"]["name"]
     existing = await kube.get(kind, training.namespace, name)
     if existing is None:
@@ -50,13 +52,13 @@ async def ensure_child(kube: Kube, training: Training, child: Mapping[str, Any])
         if kind == "ConfigMap" and "data" in child:
             # Spec changes apply from the next attempt: rewrite the spec it reads.
             await kube.patch("ConfigMap", training.namespace, name, {"data": child["data"]})
-        return
+        return existing
     if retained_pvc(existing, training):
         labels = (existing.get("metadata") or {}).get("labels") or {}
         if labels.get(LABEL_TRAINING_UID) != training.uid:
             await kube.patch("PersistentVolumeClaim", training.namespace, name,
                              {"metadata": {"labels": {LABEL_TRAINING_UID: training.uid}}})  # fmt: skip
-        return
+        return None
     if stale_sibling(existing, training.name):
         raise TransientError(f"{kind} {name} still belongs to an earlier NSMTraining {training.name} "
                              f"({describe_owner(existing)}); waiting for the garbage collector", 5.0)  # fmt: skip

@@ -81,6 +81,19 @@ def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
     return Observation(State.pending, started_at=started, created_at=created)
 
 
+def observed_part(job: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What :func:`observe_job` and the ownership checks read of ``job``: kept for the rest of a
+    launch (under a burst, many seconds behind the low-priority children) instead of the whole
+    decoded Job."""
+    if job is None:
+        return None
+    meta = job.get("metadata") or {}
+    keep = ("name", "namespace", "labels", "creationTimestamp", "ownerReferences")
+    return {"metadata": {k: meta[k] for k in keep if k in meta},
+            "spec": {k: v for k, v in (job.get("spec") or {}).items() if k in ("suspend", "parallelism")},
+            "status": job.get("status") or {}}  # fmt: skip
+
+
 def foreign_job(job: Mapping[str, Any]) -> Observation:
     """The attempt's Job name is held by a Job this training does not control: final failure."""
     meta = job.get("metadata") or {}
@@ -128,7 +141,7 @@ class KubernetesTarget:
         await asyncio.gather(*(ensure(c) for c in first))
         job = build_job(training, attempt, ctx.settings)
         async def create_job() -> None:
-            await ensure_child(ctx.kube, training, job)
+            ctx.launched = observed_part(await ensure_child(ctx.kube, training, job))
             ctx.created()
 
         await asyncio.gather(create_job(), *(ensure_later(c) for c in rest))

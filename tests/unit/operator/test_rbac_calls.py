@@ -22,7 +22,7 @@ from nsm_operator.kube import KINDS
 from nsm_operator.rbac import OPERATOR_RULES, operator_rules
 
 PACKAGE = Path(nsm_operator.__file__).parent
-VERBS = {"get": "get", "list": "list", "create": "create", "delete": "delete", "patch": "patch"}
+VERBS = {"get": "get", "list": "list", "create": "create", "create_object": "create", "delete": "delete", "patch": "patch"}
 
 KOPF_AND_API_SERVER = {
     # kopf posts events (core v1, POST only).

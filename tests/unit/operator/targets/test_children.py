@@ -18,8 +18,8 @@ class FakeKube:
     def __init__(self, existing):
         self.existing, self.patches = existing, []
 
-    async def create(self, manifest):
-        return self.existing is None
+    async def create_object(self, manifest):
+        return dict(manifest) if self.existing is None else None
 
     async def get(self, kind, namespace, name):
         return self.existing

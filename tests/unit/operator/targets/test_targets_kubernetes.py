@@ -164,9 +164,12 @@ class _Creates(_Kube):
         super().__init__([])
         self.created, self.existing = [], {(o["kind"], o["metadata"]["name"]): o for o in existing}
 
-    async def create(self, obj):
+    async def create_object(self, obj):
         self.created.append((obj["kind"], obj["metadata"]["name"]))
-        return (obj["kind"], obj["metadata"]["name"]) not in self.existing
+        return None if (obj["kind"], obj["metadata"]["name"]) in self.existing else dict(obj)
+
+    async def create(self, obj):
+        return await self.create_object(obj) is not None
 
     async def get(self, kind, namespace, name):
         return self.existing.get((kind, name))
@@ -217,3 +220,17 @@ async def test_a_foreign_service_fails_the_launch(make_training):
     ctx = TargetContext(training=training, status={"attempts": 0}, settings=OperatorSettings(), kube=_Creates([foreign]))
     with pytest.raises(ForeignObject, match="Service ml/t-rdzv already exists and is not this training's"):
         await KubernetesTarget().launch(ctx, 1)
+
+
+def test_the_part_kept_after_a_launch_observes_the_same():
+    from nsm_operator.targets.kubernetes import observed_part
+
+    assert observed_part(None) is None
+    for body in (job(suspend=True), job(active=1), job(active=1, ready=1), job([cond("Complete")]),
+                 job([cond("Failed", "BackoffLimitExceeded", "limit")]), indexed_job(active=2, ready=1),
+                 indexed_job(active=2, ready=2)):  # fmt: skip
+        full = {**body, "metadata": {**body["metadata"], "managedFields": [{"manager": "x"}], "uid": "u"},
+                "spec": {**body["spec"], "template": {"spec": {"containers": [{"name": "trainer"}]}}}}
+        slim = observed_part(full)
+        assert "managedFields" not in slim["metadata"] and "template" not in slim["spec"]
+        assert observe_job(slim) == observe_job(full) and job_attempt(slim) == job_attempt(full)
