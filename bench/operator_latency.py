@@ -28,6 +28,8 @@ progress ConfigMaps. Prints figures; asserts nothing. How to read them: docs/per
 from __future__ import annotations
 
 import argparse
+import builtins
+import functools
 import json
 import os
 import signal
@@ -316,7 +318,9 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def print_table(out: dict[str, Any]) -> None:
+def print_table(out: dict[str, Any], file: Any = None) -> None:
+    """The medians table; on stderr with ``--json`` so that stdout is one JSON document."""
+    print = functools.partial(builtins.print, file=file or sys.stdout)  # noqa: A001
     ops = out["operators"]
     names = [o for o in OPERATORS if o in ops]
     print(f"\n{out['count']} trainings, pods={out['pods']}, medians of {out['runs']} runs "
@@ -375,7 +379,7 @@ def main() -> int:
                     delete_namespace(cluster, api, row["namespace"], args.timeout)
                     row["cleanup_seconds"] = time.monotonic() - t_delete
             out = summary(rows, args, counted_by)
-            print_table(out)
+            print_table(out, sys.stderr if args.json else sys.stdout)
             if args.json:
                 print(json.dumps(out, indent=2))
             return 0
