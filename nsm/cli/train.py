@@ -258,9 +258,9 @@ def handle(args: argparse.Namespace) -> int:
         traceback.print_exc()
         return ExitCode.ERROR
     finally:
-        if trainer is not None and hasattr(trainer, "close"):
+        if trainer is not None:
             trainer.close()
-    if not getattr(trainer, "is_main", True):
+    if not trainer.is_main:
         return ExitCode.OK  # rank 0 writes the curves and prints the summary
     if args.report:
         try:

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from nsm.spec import SpecError
 from nsm.train import checkpoint as ckpt
-from nsm.train.loaders import EpochBatchSampler
+from nsm.train.loaders import EPOCH_SEED_STRIDE, EpochBatchSampler
 from nsm.train.trainer import Trainer
 
 # torchrun / torch.distributed.run set these in every worker.
@@ -166,7 +166,7 @@ class DistributedTrainer(Trainer):
         super()._setup()
         g = self.group
         # Dropout: its own stream per rank (the weights were initialised alike before this).
-        torch.manual_seed(self.spec.seed * 1_000_003 + 7_919 * g.rank)
+        torch.manual_seed(self._rank_seed())
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         # No BatchNorm-like layer in the model (its only buffer is constant), so no SyncBatchNorm
@@ -178,18 +178,15 @@ class DistributedTrainer(Trainer):
         self.ctx.agree = g.agree
         self.ctx.reduce = g.reduce_sums
 
+    def _rank_seed(self, offset: int = 0) -> int:
+        """This rank's own dropout stream (``offset``: the epoch a resharded resume starts in)."""
+        return self.spec.seed * EPOCH_SEED_STRIDE + 7_919 * self.group.rank + offset
+
     def _sampler(self, split: str, indices: Tensor) -> EpochBatchSampler:
         if split != "train":  # validation and test run on rank 0 over the whole split
             return super()._sampler(split, indices)
         return ShardedBatchSampler(indices, self.spec.batch_size, self.group.rank, self.world_size,
                                    shuffle=True, seed=self.spec.seed)
-
-    def _load_dataset(self) -> None:
-        from nsm.data import load_dataset
-
-        spec = self.spec
-        self.dataset = load_dataset(spec.domain.value, spec.dataset_params(), seed=spec.seed,
-                                    cache_dir=self.options.data_cache)
 
     # --------------------------------------------------------------- checkpoints
     def _checkpoint_state(self) -> dict[str, Any]:
@@ -234,7 +231,7 @@ class DistributedTrainer(Trainer):
             ckpt.restore_rng_state(ranks[self.group.rank])
             return
         ckpt.restore_rng_state(state["rng"])
-        torch.manual_seed(self.spec.seed * 1_000_003 + 7_919 * self.group.rank + state["epoch"])
+        torch.manual_seed(self._rank_seed(state["epoch"]))
 
     # --------------------------------------------------------------- epochs
     def _validate(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from nsm.contract import (
     NODE_RANK_ENV,
     NON_RETRYABLE_EXIT_CODES,
     RENDEZVOUS_PORT,
+    TRAINING_UID_ENV,
     ExitCode,
 )
 
@@ -71,7 +72,7 @@ def launch(argv: Sequence[str], nproc_per_node: int, nnodes: int) -> int:
         min_nodes=nnodes,
         max_nodes=nnodes,
         nproc_per_node=nproc_per_node,
-        run_id=os.environ.get("NSM_TRAINING_UID") or uuid.uuid4().hex,
+        run_id=os.environ.get(TRAINING_UID_ENV) or uuid.uuid4().hex,
         rdzv_backend="static",
         rdzv_endpoint=f"{addr}:{port}",
         rdzv_configs={"rank": node_rank},

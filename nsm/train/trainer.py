@@ -131,10 +131,21 @@ class Trainer:
         self.training_uid = ownership.training_uid()
         self.moved_aside: dict[str, Any] | None = None
         self.world_size = 1  # processes training together (nsm.train.distributed.DistributedTrainer)
+        self.is_main = True  # the process that writes files and reports (rank 0)
 
     def log(self, line: str) -> None:
         if not self.options.quiet:
             self._log(line)
+
+    def close(self) -> None:
+        """Release what the run holds beyond its own lifetime (a process group; nothing here)."""
+
+    def _load_dataset(self) -> None:
+        from nsm.data import load_dataset
+
+        spec = self.spec
+        self.dataset = load_dataset(spec.domain.value, spec.dataset_params(), seed=spec.seed,
+                                    cache_dir=self.options.data_cache)
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -146,10 +157,7 @@ class Trainer:
         configure_tf32(spec.optimization.tf32)
         seed_everything(spec.seed)
         if self.dataset is None:
-            from nsm.data import load_dataset
-
-            self.dataset = load_dataset(spec.domain.value, spec.dataset_params(), seed=spec.seed,
-                                        cache_dir=self.options.data_cache)
+            self._load_dataset()
         from nsm.data import BatchedGraphDataset, split_dataset
 
         store = self.dataset.store

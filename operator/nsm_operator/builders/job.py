@@ -117,8 +117,7 @@ def _container(training: Training, attempt: int, settings: OperatorSettings) -> 
         "name": CONTAINER_NAME,
         "image": training.spec.image or settings.default_image,
         "imagePullPolicy": "IfNotPresent",
-        "command": trainer_command(port, *((processes_per_pod(training), training.spec.resources.nodes)
-                                            if distributed(training) else ())),
+        "command": trainer_command(port, processes_per_pod(training), training.spec.resources.nodes),
         "env": [
             {"name": "NSM_TRAINING_NAME", "value": training.name},
             {"name": "NSM_TRAINING_NAMESPACE", "value": training.namespace},
