@@ -9,9 +9,10 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from nsm.contract import parse_time
 
 # Clients of the test control plane that are not the operator under test: kube-controller-manager,
 # kube-scheduler, kwok, kubectl (the bench's and the harness's), the kubernetes Python client (the
@@ -34,19 +35,22 @@ rules:
 """
 
 
-def vm_hwm_mb(pid: int) -> float:
-    """Peak resident set size of ``pid`` (VmHWM), MB."""
+def _status_mb(pid: int, field: str) -> float:
+    """A memory figure of ``pid`` from /proc/<pid>/status (``VmHWM``, ``VmRSS``), MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size of ``pid`` (VmHWM), MB."""
+    return _status_mb(pid, "VmHWM")
 
 
 def vm_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
+    """Resident set size of ``pid`` now (VmRSS), MB."""
+    return _status_mb(pid, "VmRSS")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -72,13 +76,6 @@ def wait_quiet(pid: int, since: float, timeout: float, window: float = 5.0, thre
         time.sleep(0.5)
 
 
-def parse_k8s_time(value: str | None) -> float | None:
-    """Epoch seconds of an RFC 3339 timestamp (the API server's, microseconds optional)."""
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
 class AuditLog:
     """Requests per user agent in kube-apiserver's audit log, between two offsets of the file."""
 
@@ -101,8 +98,8 @@ class AuditLog:
                     entry = json.loads(line)
                 except ValueError:
                     continue  # a line being written
-                received = parse_k8s_time(entry.get("requestReceivedTimestamp"))
-                if received is not None and t0 <= received <= t1:
+                received = parse_time(entry.get("requestReceivedTimestamp"))
+                if received is not None and t0 <= received.timestamp() <= t1:
                     ref = entry.get("objectRef") or {}
                     what = "/".join(filter(None, (ref.get("resource"), ref.get("subresource"))))
                     seen.setdefault(entry["auditID"], f"{entry.get('userAgent', '')}|{entry.get('verb')} {what}")
