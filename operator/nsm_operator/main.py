@@ -16,6 +16,7 @@ from nsm.contract import PROGRESS_LABEL, PROGRESS_LABEL_VALUE
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
 from nsm_operator.builders.names import LABEL_NAME, LABEL_TRAINING, TRAINER_APP
+from nsm_operator.diffbase import LeanDiffBaseStorage
 from nsm_operator.handlers import jobs, pods, progress, resync, training
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.kube import Kube, connection_info
@@ -34,7 +35,9 @@ def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> No
     # Handler progress and the diff base live in annotations (kopf.zalando.org/*), so the
     # status holds only the fields documented in the CRD.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+    # The same annotation kopf's stock storage uses, built without deep-copying the status
+    # and managedFields of every event first (nsm_operator.diffbase).
+    settings.persistence.diffbase_storage = LeanDiffBaseStorage()
     settings.watching.server_timeout = cfg.watch_timeout_seconds
     settings.watching.client_timeout = cfg.watch_timeout_seconds + 30
     settings.networking.request_timeout = cfg.request_timeout_seconds
