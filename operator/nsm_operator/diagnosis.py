@@ -46,6 +46,13 @@ class Diagnosis:
         return is_retryable(self.reason)
 
 
+def waiting_reason(status: Mapping[str, Any]) -> str | None:
+    """``status.reason`` when it says what the current attempt waits for (one of :data:`REASONS`),
+    else None: a lifecycle reason such as a launch's ``AttemptCreated`` is no wait to clear."""
+    reason = status.get("reason")
+    return reason if reason in REASONS else None
+
+
 def is_retryable(reason: str | None) -> bool:
     """Whether a new attempt may get past ``reason`` (None: the deadline passed for no known reason)."""
     return reason not in FINAL_REASONS
@@ -93,8 +100,8 @@ def startup_expired(timeout_seconds: int, status: Mapping[str, Any], obs: Observ
     deadline = startup_deadline(timeout_seconds, obs)
     if deadline is None or now < deadline:
         return None
-    reason = status.get("reason")
-    reason = reason if reason in REASONS and reason != PREVIOUS_ATTEMPT else STARTUP_TIMEOUT
+    reason = waiting_reason(status)
+    reason = reason if reason and reason != PREVIOUS_ATTEMPT else STARTUP_TIMEOUT
     detail = next((c.get("message") for c in status.get("conditions") or []
                    if c.get("type") == WAITING and c.get("status") == "True"), None)  # fmt: skip
     message = f"not started within startupTimeoutSeconds ({timeout_seconds}s)"

@@ -11,6 +11,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from nsm_operator.diagnosis import waiting_reason
+
 PHASES = ("Pending", "Queued", "Running", "Retrying", "Succeeded", "Failed", "Suspended")
 
 TRAININGS = "nsm_operator_trainings"
@@ -118,8 +120,9 @@ class OperatorMetrics:
             self.training_phase.labels(*labels, phase).set(1)
             self.trainings.labels(phase).inc()
             self._phases[key] = phase
-        # Waiting: a reason while Pending (Retrying/Failed keep the reason but wait no more).
-        self._set_waiting(labels, status.get("reason") if phase == "Pending" else None)
+        # Waiting: a waiting reason while Pending (Retrying/Failed keep the reason but wait no more;
+        # a launch's AttemptCreated is no wait).
+        self._set_waiting(labels, waiting_reason(status) if phase == "Pending" else None)
 
     def _set_waiting(self, labels: tuple[str, str, str], reason: str | None) -> None:
         key = (labels[0], labels[1])

@@ -208,3 +208,54 @@ async def test_one_waiting_pod_of_several_keeps_the_attempt_waiting(k8s, api, op
     await eventually(lambda: _reason(api, "mn", None))
     await set_job_status(api, "mn-a1", {"active": 2, "ready": 2, "startTime": _now()})
     await eventually(lambda: phase_is(api, "mn", "Running"))
+
+
+async def test_a_pod_that_waits_before_the_launch_ends_is_in_the_launch_status(k8s, api, operator):
+    """Under a burst the pod is Unschedulable before the launch's status patch lands (its event is
+    held back): the launch writes phase, attempt and waiting reason in one status patch."""
+
+    async def slow_claim():
+        await asyncio.sleep(1.5)  # the PVC comes last: the launch's status waits for it
+        return {}
+
+    k8s["post", kmock_lib.resource("v1/persistentvolumeclaims")][:1] << slow_claim
+    await api.create(training("early"))
+    await eventually(lambda: api.get("Job", NAMESPACE, "early-a1"))
+    assert status_patches(k8s) == 0  # the launch is still creating its PVC
+    await add_pod(api, "early", 1, UNSCHEDULABLE)
+    st = await eventually(lambda: _reason(api, "early", "Unschedulable"))
+    assert st["phase"] == "Pending" and st["attempts"] == 1 and st["activeJob"] == "early-a1"
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Waiting"] == "True"
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert ready["message"] == st["message"]  # the summary says what the status says
+    await asyncio.sleep(1.5)  # the held-back pod's second look finds nothing left to write
+    assert status_patches(k8s) == 1
+    assert len(warnings(k8s, "Unschedulable")) == 1
+
+
+async def test_a_pod_starting_normally_writes_nothing(k8s, api, operator):
+    """A launched attempt's pod that is scheduled and starting says no wait: the launch's status
+    (reason AttemptCreated) stands, no second write, no waiting metric."""
+    await api.create(training("calm"))
+    await eventually(lambda: phase_is(api, "calm", "Pending"))
+    patches = status_patches(k8s)
+    await add_pod(api, "calm", 1, {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]})
+    await set_job_status(api, "calm-a1", {"active": 1, "ready": 0, "startTime": _now()})
+    await asyncio.sleep(1.0)
+    st = await status_of(api, "calm")
+    assert status_patches(k8s) == patches and st["reason"] == "AttemptCreated"
+    registry = operator.ctx.metrics.registry
+    assert not registry.get_sample_value("nsm_operator_trainings_waiting", {"reason": "AttemptCreated"})
+
+
+async def test_a_waiting_write_leaves_the_job_event_nothing_to_correct(k8s, api, operator):
+    """The pod handler's write carries the Ready summary too: the Job's next event (same
+    attempt, still pending) finds the status as it would write it and patches nothing."""
+    await api.create(training("once"))
+    await eventually(lambda: phase_is(api, "once", "Pending"))
+    await add_pod(api, "once", 1, UNSCHEDULABLE)
+    await eventually(lambda: _reason(api, "once", "Unschedulable"))
+    patches = status_patches(k8s)
+    await set_job_status(api, "once-a1", {"active": 1, "ready": 0, "startTime": _now()})
+    await asyncio.sleep(1.0)
+    assert status_patches(k8s) == patches

@@ -15,7 +15,7 @@ from typing import Any
 from nsm.contract import now_utc
 
 from nsm_operator.builders.names import LABEL_ATTEMPT, LABEL_TRAINING
-from nsm_operator.diagnosis import PREVIOUS_ATTEMPT, Diagnosis, diagnose
+from nsm_operator.diagnosis import PREVIOUS_ATTEMPT, Diagnosis, diagnose, waiting_reason
 from nsm_operator.errors import TransientError
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
@@ -53,22 +53,23 @@ async def on_pod_event(ctx: OperatorContext, event: Mapping[str, Any], body: Map
         return
     ctx.early_pods.pop((namespace, owner), None)  # this event is newer than any held back
     diagnosis = diagnose(body)
-    if diagnosis is None and status.get("reason") and _nodes(cached) > 1:
+    if diagnosis is None and waiting_reason(status) and _nodes(cached) > 1:
         # One of several pods is fine: the attempt still waits while any other pod does.
         try:
             diagnosis = await _other_pod_waiting(ctx, namespace, owner, attempt, meta.get("name"))
         except TransientError:
             return  # the next pod event or the resync judges again
-    if (diagnosis.reason if diagnosis else None) == status.get("reason"):
-        return  # the common case: nothing new, no write
+    if (diagnosis.reason if diagnosis else None) == waiting_reason(status):
+        return  # the common case: nothing new, no write (a launch's AttemptCreated is no wait to clear)
 
     async def write() -> None:
         async with ctx.lock(namespace, owner):
             fresh = await _training(ctx, namespace, owner) or {}
             st = fresh.get("status") or {}
-            if not _is_current(st, attempt) or (diagnosis.reason if diagnosis else None) == st.get("reason"):
+            if not _is_current(st, attempt) or (diagnosis.reason if diagnosis else None) == waiting_reason(st):
                 return
-            await ctx.kube.patch_status(namespace, owner, waiting_patch(st, diagnosis, now_utc()))
+            generation = (fresh.get("metadata") or {}).get("generation")
+            await ctx.kube.patch_status(namespace, owner, waiting_patch(st, diagnosis, now_utc(), generation))
             if diagnosis is not None:
                 warn_once(ctx, fresh, int(attempt or 0), diagnosis)
 

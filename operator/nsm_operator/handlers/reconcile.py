@@ -20,7 +20,7 @@ from nsm_operator.errors import ForeignObject, InvalidSpec, Rejected, TargetUnav
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.handlers.foreign import foreign_job_event
-from nsm_operator.handlers.waiting import end_if_stuck, follow_up
+from nsm_operator.handlers.waiting import early_waiting, end_if_stuck, follow_up
 from nsm_operator.lifecycle import (
     FAILED, RETRYING, SUSPENDED, TERMINAL, Action, ActionKind, Observation, Result, State, set_condition, step,
     summarize,
@@ -102,6 +102,7 @@ async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Trai
     patch.update(await _act_or_fail(ctx, target, tctx, result, {**status, **patch}, now))
     again = follow_up(ctx, target, tctx, obs, patch, now)
     patch.update(await _launched(ctx, target, tctx, result, {**status, **patch}, now))
+    early_waiting(ctx, tctx, patch, now)
     if again is not None:
         schedule_retry(ctx, training.namespace, training.name, again)
     if obs is not None and obs.state == State.running and not status.get("attemptStartTime") and obs.created_at:

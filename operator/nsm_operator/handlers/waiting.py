@@ -13,9 +13,12 @@ from typing import Any
 
 import kopf
 
-from nsm_operator.diagnosis import PREVIOUS_ATTEMPT, WAITING, Diagnosis, startup_deadline, startup_expired
+from nsm_operator.builders.names import LABEL_ATTEMPT
+from nsm_operator.diagnosis import (
+    PREVIOUS_ATTEMPT, WAITING, Diagnosis, diagnose, startup_deadline, startup_expired,
+)  # fmt: skip
 from nsm_operator.handlers.context import OperatorContext
-from nsm_operator.lifecycle import Observation, set_condition
+from nsm_operator.lifecycle import PENDING, Observation, set_condition, summarize
 from nsm_operator.targets import Target
 from nsm_operator.targets.base import TargetContext
 
@@ -24,18 +27,43 @@ RECHECK_SECONDS = 5.0
 event usually comes first)."""
 
 
-def waiting_patch(status: Mapping[str, Any], diagnosis: Diagnosis | None, now: datetime) -> dict[str, Any]:
-    """The status fields that say the current attempt waits for ``diagnosis`` (None: no more)."""
+def waiting_patch(status: Mapping[str, Any], diagnosis: Diagnosis | None, now: datetime,
+                  generation: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The status fields that say the current attempt waits for ``diagnosis`` (None: no more),
+    the Ready summary included (its message is the status message), so this one write leaves
+    nothing for the next reconcile to correct."""
     attempt = int(status.get("attempts") or 0)
     conditions = status.get("conditions") or []
     if diagnosis is None:
-        return {"reason": None, "message": f"attempt {attempt} pending",
-                "conditions": set_condition(conditions, WAITING, False, "PodStarting", "", now)}  # fmt: skip
-    return {
-        "reason": diagnosis.reason,
-        "message": f"attempt {attempt} waiting: {diagnosis.reason}: {diagnosis.message}",
-        "conditions": set_condition(conditions, WAITING, True, diagnosis.reason, diagnosis.message, now),
-    }
+        patch = {"reason": None, "message": f"attempt {attempt} pending",
+                 "conditions": set_condition(conditions, WAITING, False, "PodStarting", "", now)}  # fmt: skip
+    else:
+        patch = {
+            "reason": diagnosis.reason,
+            "message": f"attempt {attempt} waiting: {diagnosis.reason}: {diagnosis.message}",
+            "conditions": set_condition(conditions, WAITING, True, diagnosis.reason, diagnosis.message, now),
+        }
+    patch["conditions"] = summarize(patch["conditions"], status.get("phase"), patch["message"],
+                                    generation or status.get("observedGeneration"), now)  # fmt: skip
+    return patch
+
+
+def early_waiting(ctx: OperatorContext, tctx: TargetContext, patch: dict[str, Any], now: datetime) -> None:
+    """A launch whose pod already said why it waits (its event came before the launch's status,
+    held in ``ctx.early_pods``, as under a burst) says so in the launch's own status patch: one
+    write for the whole transition instead of a second one from the pod handler."""
+    stepped = {**tctx.status, **patch}
+    key = (tctx.training.namespace, tctx.training.name)
+    pod = ctx.early_pods.get(key)
+    if pod is None or not patch.get("activeJob") or stepped.get("phase") != PENDING:
+        return
+    attempt = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_ATTEMPT)
+    diagnosis = diagnose(pod) if attempt == str(stepped.get("attempts")) else None
+    if diagnosis is None:
+        return  # starting normally, or not this attempt's: the pod handler judges it later
+    del ctx.early_pods[key]
+    patch.update(waiting_patch(stepped, diagnosis, now))
+    warn_once(ctx, tctx.body, int(attempt or 0), diagnosis)
 
 
 def warn_once(ctx: OperatorContext, body: Mapping[str, Any], attempt: int, diagnosis: Diagnosis) -> None:
