@@ -103,3 +103,13 @@ async def test_restart_during_backoff_still_starts_the_retry(k8s, api):
         st = await eventually(lambda: phase_is(api, "rb", "Pending"))
         assert st["attempts"] == 2
     assert len(job_posts(k8s)) == 2
+
+
+async def test_children_are_created_without_reading_them_back_but_the_job_is(k8s, api, operator):
+    """Only the created Job's response is decoded (the launch reads its status); the other
+    children's responses are drained unread, and they exist all the same."""
+    await api.create(training("nd"))
+    await eventually(lambda: phase_is(api, "nd", "Pending"))
+    for kind, name in (("ServiceAccount", "nd-trainer"), ("PersistentVolumeClaim", "nd-checkpoints"),
+                       ("ConfigMap", "nd-spec"), ("Role", "nd-trainer"), ("RoleBinding", "nd-trainer")):  # fmt: skip
+        assert await api.get(kind, NAMESPACE, name), (kind, name)

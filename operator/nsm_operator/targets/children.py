@@ -38,10 +38,12 @@ def retained_pvc(obj: Mapping[str, Any], training: Training) -> bool:
             and labels.get(LABEL_MANAGED_BY) == MANAGED_BY and labels.get(LABEL_TRAINING) == training.name)  # fmt: skip
 
 
-async def ensure_child(kube: Kube, training: Training, child: Mapping[str, Any]) -> Mapping[str, Any] | None:
+async def ensure_child(kube: Kube, training: Training, child: Mapping[str, Any],
+                       decode: bool = True) -> Mapping[str, Any] | None:  # fmt: skip
     """Create ``child`` unless it exists; when it exists, use it only if it is ours (see module).
-    Returns the object as created, or as found when it was this training's already."""
-    created = await kube.create_object(child)
+    Returns the object as created (``decode=False``: ``child`` itself, the response unread), or
+    as found when it was this training's already."""
+    created = await kube.create_object(child, decode=decode)
     if created:
         return created
     kind, name = child["kind"], child["metadata"]["name"]

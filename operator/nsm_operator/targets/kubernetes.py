@@ -124,7 +124,7 @@ class KubernetesTarget:
                     "message": f"attempt {attempt} waits for pod {names} of an earlier attempt to terminate"}  # fmt: skip
 
         async def ensure(child: dict[str, Any]) -> None:
-            await ensure_child(ctx.kube, training, child)
+            await ensure_child(ctx.kube, training, child, decode=False)  # only the Job is read
 
         async def ensure_later(child: dict[str, Any]) -> None:
             async with ctx.kube.low_priority():

@@ -18,7 +18,7 @@ class FakeKube:
     def __init__(self, existing):
         self.existing, self.patches = existing, []
 
-    async def create_object(self, manifest):
+    async def create_object(self, manifest, decode=True):
         return dict(manifest) if self.existing is None else None
 
     async def get(self, kind, namespace, name):

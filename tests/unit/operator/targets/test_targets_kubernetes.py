@@ -164,7 +164,7 @@ class _Creates(_Kube):
         super().__init__([])
         self.created, self.existing = [], {(o["kind"], o["metadata"]["name"]): o for o in existing}
 
-    async def create_object(self, obj):
+    async def create_object(self, obj, decode=True):
         self.created.append((obj["kind"], obj["metadata"]["name"]))
         return None if (obj["kind"], obj["metadata"]["name"]) in self.existing else dict(obj)
 
