@@ -17,7 +17,9 @@ deleted before the next starts. Figures per operator, medians over ``--runs``:
 * requests_per_training: the operator's requests in the audit log (every user agent that is not
   a control-plane component or this script) while it ran, start-up and shutdown included, / N;
   event_requests_per_training: the part of it that posts or patches Events;
-* events_trailing_seconds: the last Event about a training posted after the burst's last Job.
+* events_trailing_seconds: the last Event about a training posted after the burst's last Job;
+  scheduler_trailing_seconds (``--pods``): the scheduler's last first verdict on a pod after the
+  burst's last Job, the part of that tail the operator cannot shorten (its Warning can't come sooner).
 
 The trainings set `queueName`, so their Jobs are created suspended (no Kueue here): the figure is
 the operator's own latency. With ``--pods`` (how the goals are measured) they don't: every Job
@@ -58,7 +60,7 @@ from operator_probes import (  # noqa: E402 - after the path set-up
 
 OPERATORS = ("project", "minimal")
 FIELDS = ("p50", "p99", "drain_seconds", "operator_cpu_seconds", "peak_rss_mb", "requests_per_training",
-          "event_requests_per_training", "events_trailing_seconds", "idle_rss_mb", "apiserver_cpu_seconds", "etcd_cpu_seconds")  # fmt: skip
+          "event_requests_per_training", "events_trailing_seconds", "scheduler_trailing_seconds", "idle_rss_mb", "apiserver_cpu_seconds", "etcd_cpu_seconds")  # fmt: skip
 
 
 def free_port() -> int:
@@ -209,6 +211,20 @@ def events_trailing(api: dict[str, Any], ns: str, timeout: float) -> float | Non
     return max(0.0, max(times) - last_job)
 
 
+def scheduler_trailing(api: dict[str, Any], ns: str) -> float | None:
+    """Seconds from the burst's last Job creation to the scheduler's last first verdict on a pod
+    (``PodScheduled`` False: when its Unschedulable Warning becomes due): the part of
+    ``events_trailing_seconds`` that is the cluster's, not the operator's. None without pods."""
+    pods = api["core"].list_namespaced_pod(ns).items
+    jobs = api["batch"].list_namespaced_job(ns).items
+    last_job = max((j.metadata.creation_timestamp.timestamp() for j in jobs), default=None)
+    verdicts = [c.last_transition_time.timestamp() for p in pods for c in (p.status.conditions or [])
+                if c.type == "PodScheduled" and c.status == "False" and c.last_transition_time]  # fmt: skip
+    if not verdicts or last_job is None:
+        return None
+    return max(0.0, max(verdicts) - last_job)
+
+
 def delete_namespace(cluster: Any, api: dict[str, Any], ns: str, timeout: float) -> None:
     """Delete ``ns`` and wait until the trainings, Jobs, pods and every labelled child are gone.
 
@@ -280,6 +296,7 @@ def one_run(which: str, args: argparse.Namespace, cluster: Any, api: dict[str, A
         if latencies:
             row.update(p50=percentile(latencies, 50), p99=percentile(latencies, 99))
         row["events_trailing_seconds"] = events_trailing(api, ns, args.timeout)
+        row["scheduler_trailing_seconds"] = scheduler_trailing(api, ns) if args.pods else None
     finally:
         stop_operator(op)
     if args.gc_stats:
