@@ -16,7 +16,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,14 +50,13 @@ class _Event:
     name: str | None = None  # the Event's name once created
     queued: bool = False
     inflight: bool = False  # a worker is sending it: repeats wait for its name, then PATCH
-    key: tuple[str, ...] = field(default=())
 
 
 def reference(body: Mapping[str, Any]) -> dict[str, str]:
     """The involvedObject of an Event about ``body``: a few strings, so the body is not kept."""
     meta = body.get("metadata") or {}
-    values = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), **meta}
-    return {k: str(values[k]) for k in _REF_FIELDS if values.get(k)}
+    values = (body.get("apiVersion"), body.get("kind"), *(meta.get(k) for k in _REF_FIELDS[2:]))
+    return {k: str(v) for k, v in zip(_REF_FIELDS, values) if v}
 
 
 def truncate(message: str) -> str:
@@ -100,7 +99,7 @@ class EventRecorder:
             self._recent.move_to_end(key)
             self.metrics.events_total.labels("deduplicated").inc()
         else:
-            event = _Event(ref, type_, reason, message, now, now, key=key)
+            event = _Event(ref, type_, reason, message, now, now)
             self._recent[key] = event
             while len(self._recent) > self.dedupe_limit:
                 self._recent.popitem(last=False)
@@ -126,11 +125,18 @@ class EventRecorder:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._worker()) for _ in range(self.workers)]
 
+    async def flush(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until nothing is queued or being sent."""
+        deadline = time.monotonic() + timeout
+        while (self._queue or self._busy) and self._tasks:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return not (self._queue or self._busy)
+
     async def stop(self, flush_seconds: float = 2.0) -> None:
         """Post what is queued for at most ``flush_seconds``, then stop the workers."""
-        deadline = time.monotonic() + flush_seconds
-        while (self._queue or self._busy) and self._tasks and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await self.flush(flush_seconds)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

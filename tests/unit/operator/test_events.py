@@ -94,9 +94,9 @@ async def test_repeat_patches_count_of_the_first_event(parts):
     rec = ev.EventRecorder(kube, metrics, workers=4)
     rec.start()
     rec.record(training(), "Warning", "Unschedulable", "attempt 1: 0/3 nodes")
-    await _settle(rec)
+    assert await rec.flush(5)
     rec.record(training(), "Warning", "Unschedulable", "attempt 1: 0/3 nodes")
-    await _settle(rec)
+    assert await rec.flush(5)
     rec.record(training(), "Warning", "Unschedulable", "attempt 1: 0/3 nodes")
     await rec.stop()
     methods = [(m, body) for m, _, body, _ in kube.requests]
@@ -197,10 +197,3 @@ def test_dedupe_memory_is_bounded(parts):
     for i in range(50):
         rec.record(training(name=f"t{i}", uid=f"u{i}"), "Normal", "AttemptStarted", "started")
     assert len(rec._recent) == 10
-
-
-async def _settle(rec: ev.EventRecorder) -> None:
-    for _ in range(100):
-        if not rec.depth and not rec._busy:
-            return
-        await asyncio.sleep(0.01)
