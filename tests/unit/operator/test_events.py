@@ -134,36 +134,33 @@ async def test_queue_is_bounded_dropping_the_oldest(parts):
     assert metrics.registry.get_sample_value(EVENT_QUEUE_DEPTH) == 0
 
 
+async def _post_one(kube: FakeKube, metrics: OperatorMetrics, *failures: Exception, name: str = "t1") -> None:
+    """Record one Event with ``failures`` answering its first requests, and post it."""
+    kube.fail = list(failures)
+    rec = ev.EventRecorder(kube, metrics, workers=1)
+    rec.record(training(name=name, uid=f"uid-{name}"), "Normal", "AttemptStarted", "started")
+    await drain(rec)
+
+
 async def test_rejection_is_dropped_not_retried(parts):
     kube, metrics = parts
-    kube.fail = [ApiError(422, "POST events: invalid")]
-    rec = ev.EventRecorder(kube, metrics, workers=1)
-    rec.record(training(), "Warning", "InvalidSpec", "bad")
-    await drain(rec)
+    await _post_one(kube, metrics, ApiError(422, "POST events: invalid"))
     assert len(kube.requests) == 1 and outcome(metrics, "dropped_rejected") == 1
 
 
 async def test_server_and_transport_errors_are_retried_a_bounded_number_of_times(parts, monkeypatch):
     kube, metrics = parts
     monkeypatch.setattr(ev, "RETRY_DELAYS", (0.0, 0.0))
-    kube.fail = [ApiError(503, "unavailable"), TransientError("reset", 0.0)]
-    rec = ev.EventRecorder(kube, metrics, workers=1)
-    rec.record(training(), "Normal", "AttemptStarted", "started")
-    await drain(rec)
+    await _post_one(kube, metrics, ApiError(503, "unavailable"), TransientError("reset", 0.0))
     assert len(kube.requests) == 3 and outcome(metrics, "posted") == 1
     kube.requests.clear()
-    kube.fail = [ApiError(500, "boom")] * 10
-    rec.record(training(name="t2", uid="u2"), "Normal", "AttemptStarted", "started")
-    await drain(rec)
+    await _post_one(kube, metrics, *[ApiError(500, "boom")] * 10, name="t2")
     assert len(kube.requests) == 3 and outcome(metrics, "dropped_error") == 1  # 1 + 2 retries
 
 
 async def test_name_collision_posts_under_a_new_name(parts):
     kube, metrics = parts
-    kube.fail = [ApiError(409, "already exists")]
-    rec = ev.EventRecorder(kube, metrics, workers=1)
-    rec.record(training(), "Normal", "AttemptStarted", "started")
-    await drain(rec)
+    await _post_one(kube, metrics, ApiError(409, "already exists"))
     first, second = (body["metadata"]["name"] for _, _, body, _ in kube.requests)
     assert first != second and outcome(metrics, "posted") == 1
 
