@@ -31,7 +31,7 @@ PROGRESS_LABELS = {PROGRESS_LABEL: PROGRESS_LABEL_VALUE}
 
 
 def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
-    """kopf's own settings: storage, timeouts, event posting, server-side Job filtering."""
+    """kopf's own settings: storage, timeouts, no event posting, server-side Job filtering."""
     # Handler progress and the diff base live in annotations (kopf.zalando.org/*), so the
     # status holds only the fields documented in the CRD.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
@@ -46,17 +46,13 @@ def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> No
     settings.watching.label_selectors["v1", "pods"] = f"{LABEL_NAME}={TRAINER_APP},{LABEL_TRAINING}"
     # Only the trainers' progress ConfigMaps, never every ConfigMap of the cluster.
     settings.watching.label_selectors["configmaps"] = f"{PROGRESS_LABEL}={PROGRESS_LABEL_VALUE}"
-    # Our own transitions are posted explicitly (kopf.info/warn); handler chatter is not.
+    # The operator posts its Events itself (nsm_operator/events.py: one connection pool, bounded,
+    # deduplicated). kopf would post only its loggers' handler chatter, which stays off, so its
+    # poster is switched off too: nothing reaches it (a kopf.info call would be a silent no-op).
     settings.posting.level = logging.INFO
     settings.posting.loggers = False
-    # Events trail behind the work under a burst: a few posters, so Job creations and status
-    # patches get the API server first (measured with bench/operator_latency.py). A poster
-    # leaves as soon as its object has nothing queued: kopf's default keeps it (and its slot)
-    # idle for 1 s per object, which capped posting at a few Events a second.
-    settings.posting.worker_limit = 8
-    settings.posting.idle_timeout = 0.05
+    settings.posting.enabled = False
     settings.peering.standalone = True
-    settings.posting.reporting_component = "nsm-operator"
 
 
 def tune_gc(threshold: int) -> None:
@@ -87,6 +83,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     metrics = OperatorMetrics()
     metrics.serve(cfg.metrics_port, cfg.metrics_address)
     memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
+    memo.nsm.events.start()
     memo.nsm.spawn(resync.resync_forever(memo.nsm))
     logger.info("nsm-operator started: namespaces=%s metrics %s:%s", cfg.namespaces or "all", cfg.metrics_address,
                 cfg.metrics_port)

@@ -33,12 +33,16 @@ TRAINING_PROGRESS_TIMESTAMP = "nsm_operator_training_progress_timestamp_seconds"
 TRAINING_PHASE = "nsm_operator_training_phase"
 TRAINING_WAITING = "nsm_operator_training_waiting"
 TRAININGS_WAITING = "nsm_operator_trainings_waiting"
+EVENTS_TOTAL = "nsm_operator_events_total"
+EVENT_QUEUE_DEPTH = "nsm_operator_event_queue_depth"
+EVENT_OUTCOMES = ("posted", "patched", "deduplicated", "dropped_overflow", "dropped_rejected", "dropped_error")
 
 METRIC_NAMES = (
     TRAININGS, ATTEMPTS_TOTAL, RETRIES_TOTAL, FAILURES_TOTAL, RECONCILE_ERRORS_TOTAL,
     JOB_CREATION_SECONDS, TIME_TO_RUNNING_SECONDS, TRAINING_EPOCH, TRAINING_EPOCHS,
     TRAINING_BEST_VAL_LOSS, TRAINING_VAL_ACCURACY, TRAINING_MIN_CLASS_ACCURACY, TRAINING_ATTEMPTS,
     TRAINING_COST_USD, TRAINING_PROGRESS_TIMESTAMP, TRAINING_PHASE, TRAINING_WAITING, TRAININGS_WAITING,
+    EVENTS_TOTAL, EVENT_QUEUE_DEPTH,
 )  # fmt: skip
 
 _TRAINING_LABELS = ("namespace", "name", "domain")
@@ -88,6 +92,12 @@ class OperatorMetrics:
         self.training_waiting = g(TRAINING_WAITING, "1 while the training's attempt waits, by status.reason.", ("reason",))
         self.trainings_waiting = Gauge(TRAININGS_WAITING, "Pending NSMTrainings whose attempt waits, by status.reason.",
                                        ["reason"], registry=r)  # fmt: skip
+        # Kubernetes Events (nsm_operator/events.py); the outcome label takes EVENT_OUTCOMES only.
+        self.events_total = Counter(
+            EVENTS_TOTAL.removesuffix("_total"), "Kubernetes Events recorded, by outcome: posted, patched (a "
+            "repeat's count), deduplicated (a repeat folded into an Event), dropped_*.", ["outcome"], registry=r,
+        )  # fmt: skip
+        self.event_queue_depth = Gauge(EVENT_QUEUE_DEPTH, "Kubernetes Events waiting to be posted.", registry=r)
         self._phases: dict[tuple[str, str], str] = {}  # (namespace, name) -> phase
         self._waiting: dict[tuple[str, str], str] = {}  # (namespace, name) -> status.reason
 

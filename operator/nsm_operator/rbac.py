@@ -43,8 +43,8 @@ def operator_rules(modal_secret: str = DEFAULT_MODAL_SECRET) -> list[dict[str, l
         # The headless Service of a multi-node training (resources.nodes > 1): its pods' DNS names.
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create"]},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["get", "create"]},
-        # kopf posts core v1 events (POST only).
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        # The operator's Event recorder (events.py): create, and patch a repeat's count.
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
         # kopf scans CRDs and (cluster-wide) namespaces; peering is off (--standalone).
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},

@@ -139,6 +139,10 @@ class OperatorSettings:
     """NSM_OPERATOR_EVENT_RETRIES: tries of an event handler (Job, pod, progress) on transient API
     errors before it leaves the training to the resync."""
 
+    event_workers: int = field(default=8, metadata={"max": 64})
+    """NSM_OPERATOR_EVENT_WORKERS: concurrent posters of the operator's Kubernetes Events (they share
+    the operator's connection pool; a burst's Events queue, bounded, behind them); 0 counts as 1."""
+
     checkpoint_access_mode: str = "ReadWriteOncePod"
     """NSM_OPERATOR_CHECKPOINT_ACCESS_MODE: access mode of the checkpoint PVCs the operator creates:
     ``ReadWriteOncePod`` (one pod at a time; CSI volumes, Kubernetes >= 1.29) or ``ReadWriteOnce``

@@ -7,7 +7,9 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from typing import Any
 from dataclasses import dataclass, field
+from socket import gethostname
 
+from nsm_operator.events import EventRecorder
 from nsm_operator.kube import Kube
 from nsm_operator.metrics import OperatorMetrics
 from nsm_operator.settings import OperatorSettings
@@ -32,9 +34,12 @@ class OperatorContext:
     warned: set[tuple[str, str, int, str]] = field(default_factory=set)
     # The newest pod event per training that came before its attempt's status (handlers/pods.py).
     early_pods: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # Kubernetes Events: record() queues, workers started by main.startup post (events.py).
+    events: EventRecorder = field(init=False)
 
     def __post_init__(self) -> None:
         self.kube.status_observers.append(self.remember)
+        self.events = EventRecorder(self.kube, self.metrics, self.settings.event_workers, instance=gethostname())
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks[(namespace, name)]
@@ -97,6 +102,7 @@ class OperatorContext:
         for task in list(self.background):
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        await self.events.stop(flush_seconds=2.0)
         await self.kube.close()
 
 

@@ -52,7 +52,7 @@ async def mirror(ctx: OperatorContext, namespace: str, name: str, configmap: Map
         if not owned_by(configmap, uid):
             message = (f"ConfigMap {name}{PROGRESS_CONFIGMAP_SUFFIX} is not this training's (controller: "
                        f"{describe_owner(configmap)}); its progress is ignored")  # fmt: skip
-            warn_once(training, uid, "ConfigMap", "progress", "ForeignProgress", message)
+            warn_once(ctx.events, training, uid, "ConfigMap", "progress", "ForeignProgress", message)
             return
         doc = read_document(configmap.get("data"))
         status = training.get("status") or {}
@@ -62,10 +62,10 @@ async def mirror(ctx: OperatorContext, namespace: str, name: str, configmap: Map
             patch.update(progress_patch(merged, ctx.settings.price_per_gpu_hour, now_utc()))
             await ctx.kube.patch_status(namespace, name, patch)  # cached by ctx
     if doc.problems:
-        warn_once(training, uid, "ConfigMap", "rejected", "ProgressRejected",
+        warn_once(ctx.events, training, uid, "ConfigMap", "rejected", "ProgressRejected",
                   f"progress document of {namespace}/{name}: {summary(doc.problems)}")
     moved = doc.moved_aside
     if moved:
-        warn_once(training, uid, "ConfigMap", "moved", "CheckpointsMovedAside",
+        warn_once(ctx.events, training, uid, "ConfigMap", "moved", "CheckpointsMovedAside",
                   f"the checkpoint volume held another training's files (uid {moved.get('previousUid')}); "
                   f"{moved.get('files')} file(s) moved to {moved.get('path')}, nothing deleted", warning=False)

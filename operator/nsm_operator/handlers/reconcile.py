@@ -13,7 +13,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import kopf
 from nsm.contract import iso, now_utc, parse_time
 
 from nsm_operator.errors import ForeignObject, InvalidSpec, Rejected, TargetUnavailable
@@ -90,7 +89,7 @@ async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Trai
                    job: Mapping[str, Any] | None) -> None:  # fmt: skip
     """Observe, step, act and write the status of one validated training."""
     status: Mapping[str, Any] = body.get("status") or {}
-    if job is not None and foreign_job_event(body, training, job):
+    if job is not None and foreign_job_event(ctx.events, body, training, job):
         return  # a Job this training does not control changes nothing (a Warning was posted)
     tctx = TargetContext(training=training, status=status, settings=ctx.settings, kube=ctx.kube, body=body)
     now = now_utc()
@@ -204,7 +203,7 @@ def _record(ctx: OperatorContext, body: Mapping[str, Any], training: Training, p
     elif new_phase == FAILED:
         ctx.metrics.failures_total.labels(training.namespace, domain, patch.get("failureReason") or "Failed").inc()
     for type_, reason, message in result.events:
-        (kopf.warn if type_ == "Warning" else kopf.info)(dict(body), reason=reason, message=message)
+        ctx.events.record(body, type_, reason, message)
     log.info("%s/%s: %s -> %s (%s)", training.namespace, training.name, status.get("phase"),
              patch.get("phase", status.get("phase")), result.action.kind.value)  # fmt: skip
 
@@ -231,7 +230,7 @@ async def on_delete(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
     if message:
         # Deletion goes on (the finalizer is removed): a hung namespace helps nobody.
         log.warning("%s/%s: %s", training.namespace, training.name, message)
-        kopf.warn(dict(body), reason="CancelFailed", message=message)
+        ctx.events.record(body, "Warning", "CancelFailed", message)
 
 
 async def mark_failed(ctx: OperatorContext, body: Mapping[str, Any], *, reason: str, message: str) -> None:
@@ -248,4 +247,4 @@ async def mark_failed(ctx: OperatorContext, body: Mapping[str, Any], *, reason: 
         domain = str((body.get("spec") or {}).get("domain"))
         domain = domain if domain in ("planning", "causal", "kg") else "invalid"  # bounded label
         ctx.metrics.failures_total.labels(meta.get("namespace") or "default", domain, reason).inc()
-        kopf.warn(dict(body), reason=reason, message=message)
+        ctx.events.record(body, "Warning", reason, message)

@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import kopf
-
 from nsm_operator.builders.names import LABEL_ATTEMPT
 from nsm_operator.diagnosis import (
     PREVIOUS_ATTEMPT, WAITING, Diagnosis, diagnose, startup_deadline, startup_expired,
@@ -73,7 +71,7 @@ def warn_once(ctx: OperatorContext, body: Mapping[str, Any], attempt: int, diagn
     if key in ctx.warned:
         return
     ctx.warned.add(key)
-    kopf.warn(dict(body), reason=diagnosis.reason, message=f"attempt {attempt}: {diagnosis.message}")
+    ctx.events.record(body, "Warning", diagnosis.reason, f"attempt {attempt}: {diagnosis.message}")
 
 
 async def end_if_stuck(target: Target, tctx: TargetContext, obs: Observation | None, now: datetime) -> Observation | None:

@@ -78,7 +78,7 @@ def test_op_quota_rejection_fails_the_training_once(nsmt, cluster, core_v1, oper
     assert st["failureReason"] == "Forbidden"
     assert "the API server rejected creating Job quota-a1 (HTTP 403)" in st["message"]
     assert "exceeded quota: no-jobs" in st["message"]
-    # kopf posts events from its own workers, after the status patch: wait for it (bounded).
+    # Events are posted by the operator's workers (events.py), after the status patch: wait (bounded).
     wait_for(lambda: any(e.reason == "Forbidden" and "exceeded quota" in e.message for e in
                          core_v1.list_namespaced_event(nsmt.ns, field_selector="involvedObject.name=quota").items),
              30, "the Forbidden event")  # fmt: skip

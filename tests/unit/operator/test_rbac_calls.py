@@ -25,7 +25,8 @@ PACKAGE = Path(nsm_operator.__file__).parent
 VERBS = {"get": "get", "list": "list", "create": "create", "create_object": "create", "delete": "delete", "patch": "patch"}
 
 KOPF_AND_API_SERVER = {
-    # kopf posts events (core v1, POST only).
+    # The Event recorder creates Events from a built manifest (``create_object(manifest)``, whose
+    # kind the scan cannot see; its patch of a repeat's count is found by the scan).
     ("", "events", "create"),
     # kopf observes CRDs and namespaces (namespace globs, cluster-wide runs).
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
