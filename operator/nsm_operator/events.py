@@ -223,7 +223,7 @@ class EventRecorder:
     async def _post(self, event: _Event, count: int, last: float) -> bool:
         """Create the Event; False if its name is taken (409)."""
         manifest = self._manifest(event, count, last)
-        if await self.kube.create_object(manifest) is None:
+        if await self.kube.create_object(manifest, decode=False) is None:  # the response is not read
             return False
         event.name = manifest["metadata"]["name"]
         return True

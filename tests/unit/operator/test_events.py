@@ -26,7 +26,7 @@ class FakeKube(Kube):
         self.requests: list[tuple[str, str, dict, str]] = []
         self.fail: list[Exception] = []
 
-    async def request(self, method, path, *, body=None, params=None, content_type="application/json"):
+    async def request(self, method, path, *, body=None, params=None, content_type="application/json", decode=True):
         self.requests.append((method, path, body, content_type))
         await asyncio.sleep(0)
         if self.fail:
