@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -55,6 +55,14 @@ def resource_path(kind: str, namespace: str, name: str | None = None, subresourc
     if subresource:
         path += f"/{subresource}"
     return path
+
+
+def collection_path(kind: str, namespace: str | None) -> str:
+    """The collection of ``kind`` in ``namespace``, or across all namespaces (None)."""
+    if namespace is not None:
+        return resource_path(kind, namespace)
+    api_version, plural = KINDS[kind]
+    return f"/api/{api_version}/{plural}" if "/" not in api_version else f"/apis/{api_version}/{plural}"
 
 
 def connection_info(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
@@ -124,6 +132,37 @@ class Kube:
                 return json.loads(text) if text else None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise TransientError(f"{method} {path}: {type(exc).__name__}: {exc}", self.transient_delay) from exc
+
+    async def list_page(self, kind: str, namespace: str | None, params: Mapping[str, str]) -> dict[str, Any]:
+        """One raw LIST response (items, metadata.resourceVersion/continue); :class:`ApiError`
+        carries the status (a watch tells 410 from 403 from 5xx), connection errors are transient."""
+        return await self.request("GET", collection_path(kind, namespace), params=params) or {}
+
+    async def watch_events(self, kind: str, namespace: str | None, params: Mapping[str, str],
+                           timeout: float) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
+        """The decoded events of one ``?watch=true`` stream until the server ends it (or
+        ``timeout`` seconds: the server's own timeoutSeconds plus a margin). Errors as list_page."""
+        path = collection_path(kind, namespace)
+        limit = aiohttp.ClientTimeout(total=timeout, connect=self._timeout.total)
+        try:
+            async with self._get_session().get(
+                self.server + path, params={**params, "watch": "true"}, timeout=limit
+            ) as resp:
+                if resp.status >= 400:
+                    text = await resp.text()
+                    raise ApiError(resp.status, f"WATCH {path}: {text[:200]}", text)
+                buffer = b""
+                # Split lines by hand: aiohttp's readline() refuses lines over 64 KiB (big pods).
+                async for chunk in resp.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+                if buffer.strip():
+                    yield json.loads(buffer)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise TransientError(f"WATCH {path}: {type(exc).__name__}: {exc}", self.transient_delay) from exc
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -16,6 +16,7 @@ from nsm.contract import PROGRESS_LABEL, PROGRESS_LABEL_VALUE
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
 from nsm_operator.builders.names import LABEL_NAME, LABEL_TRAINING, TRAINER_APP
+from nsm_operator import watches
 from nsm_operator.handlers import jobs, pods, progress, resync, training
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.kube import Kube, connection_info
@@ -24,13 +25,25 @@ from nsm_operator.metrics import OperatorMetrics
 from nsm_operator.settings import OperatorSettings
 
 TRAININGS = (API_GROUP, API_VERSION, PLURAL)
-JOB_LABELS = {LABEL_NAME: TRAINER_APP}
-POD_LABELS = {LABEL_NAME: TRAINER_APP, LABEL_TRAINING: kopf.PRESENT}
-PROGRESS_LABELS = {PROGRESS_LABEL: PROGRESS_LABEL_VALUE}
+
+
+def child_watches(ctx: OperatorContext) -> list[watches.ChildWatch]:
+    """The operator's own children, watched outside kopf (nsm_operator/watches.py); the API
+    server filters by label, so only trainer Jobs/pods and progress ConfigMaps arrive."""
+    return [
+        watches.child_watch("Job", f"{LABEL_NAME}={TRAINER_APP}",
+                            lambda event, body: jobs.on_job_event(ctx, event, body)),
+        # Trainer pods only (why an attempt waits).
+        watches.child_watch("Pod", f"{LABEL_NAME}={TRAINER_APP},{LABEL_TRAINING}",
+                            lambda event, body: pods.on_pod_event(ctx, event, body)),
+        # Only the trainers' progress ConfigMaps, never every ConfigMap of the cluster.
+        watches.child_watch("ConfigMap", f"{PROGRESS_LABEL}={PROGRESS_LABEL_VALUE}",
+                            lambda event, body: progress.on_progress_event(ctx, event, body)),
+    ]  # fmt: skip
 
 
 def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
-    """kopf's own settings: storage, timeouts, event posting, server-side Job filtering."""
+    """kopf's own settings: storage, timeouts, event posting."""
     # Handler progress and the diff base live in annotations (kopf.zalando.org/*), so the
     # status holds only the fields documented in the CRD.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
@@ -38,11 +51,6 @@ def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> No
     settings.watching.server_timeout = cfg.watch_timeout_seconds
     settings.watching.client_timeout = cfg.watch_timeout_seconds + 30
     settings.networking.request_timeout = cfg.request_timeout_seconds
-    settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_NAME}={TRAINER_APP}"
-    # Trainer pods only (why an attempt waits): the API server filters, not the operator.
-    settings.watching.label_selectors["v1", "pods"] = f"{LABEL_NAME}={TRAINER_APP},{LABEL_TRAINING}"
-    # Only the trainers' progress ConfigMaps, never every ConfigMap of the cluster.
-    settings.watching.label_selectors["configmaps"] = f"{PROGRESS_LABEL}={PROGRESS_LABEL_VALUE}"
     # Our own transitions are posted explicitly (kopf.info/warn); handler chatter is not.
     settings.posting.level = logging.INFO
     settings.posting.loggers = False
@@ -85,6 +93,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     metrics.serve(cfg.metrics_port, cfg.metrics_address)
     memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
     memo.nsm.spawn(resync.resync_forever(memo.nsm))
+    memo.child_watchers = None  # started with the first training event (start_child_watches)
     logger.info("nsm-operator started: namespaces=%s metrics %s:%s", cfg.namespaces or "all", cfg.metrics_address,
                 cfg.metrics_port)
 
@@ -122,22 +131,23 @@ async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await training.on_external_delete(_ctx(memo), body)
 
 
+def start_child_watches(memo: kopf.Memo) -> None:
+    """Start the children's watches once, over the namespaces kopf serves (nsm-operator's
+    --namespace/--all-namespaces reach NSM_OPERATOR_NAMESPACES).
+
+    From inside a kopf event handler, not from startup: their handlers post Events through
+    kopf.info/warn, which need the posting queue kopf puts in the context of its event
+    processing only, and tasks inherit the context they are created in. No training, no child
+    worth watching, so nothing is missed: the first LIST sees whatever exists."""
+    if memo.get("child_watchers") is not None:
+        return
+    ctx = _ctx(memo)
+    memo.child_watchers = watches.start(ctx.kube, child_watches(ctx), ctx.settings.namespaces, ctx.metrics, ctx.spawn,
+                                        ctx.settings.watch_timeout_seconds)  # fmt: skip
+
+
 @kopf.on.event(*TRAININGS)
 async def training_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str,
                          memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
+    start_child_watches(memo)
     await training.on_training_event(_ctx(memo), event, body, namespace, name)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=JOB_LABELS)
-async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await jobs.on_job_event(_ctx(memo), event, body)
-
-
-@kopf.on.event("v1", "pods", labels=POD_LABELS)
-async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await pods.on_pod_event(_ctx(memo), event, body)
-
-
-@kopf.on.event("configmaps", labels=PROGRESS_LABELS)
-async def progress_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await progress.on_progress_event(_ctx(memo), event, body)

@@ -31,12 +31,16 @@ TRAINING_PROGRESS_TIMESTAMP = "nsm_operator_training_progress_timestamp_seconds"
 TRAINING_PHASE = "nsm_operator_training_phase"
 TRAINING_WAITING = "nsm_operator_training_waiting"
 TRAININGS_WAITING = "nsm_operator_trainings_waiting"
+WATCH_EVENTS_TOTAL = "nsm_operator_watch_events_total"
+WATCH_RESTARTS_TOTAL = "nsm_operator_watch_restarts_total"
+WATCH_HANDLER_ERRORS_TOTAL = "nsm_operator_watch_handler_errors_total"
 
 METRIC_NAMES = (
     TRAININGS, ATTEMPTS_TOTAL, RETRIES_TOTAL, FAILURES_TOTAL, RECONCILE_ERRORS_TOTAL,
     JOB_CREATION_SECONDS, TIME_TO_RUNNING_SECONDS, TRAINING_EPOCH, TRAINING_EPOCHS,
     TRAINING_BEST_VAL_LOSS, TRAINING_VAL_ACCURACY, TRAINING_MIN_CLASS_ACCURACY, TRAINING_ATTEMPTS,
     TRAINING_COST_USD, TRAINING_PROGRESS_TIMESTAMP, TRAINING_PHASE, TRAINING_WAITING, TRAININGS_WAITING,
+    WATCH_EVENTS_TOTAL, WATCH_RESTARTS_TOTAL, WATCH_HANDLER_ERRORS_TOTAL,
 )  # fmt: skip
 
 _TRAINING_LABELS = ("namespace", "name", "domain")
@@ -86,6 +90,20 @@ class OperatorMetrics:
         self.training_waiting = g(TRAINING_WAITING, "1 while the training's attempt waits, by status.reason.", ("reason",))
         self.trainings_waiting = Gauge(TRAININGS_WAITING, "Pending NSMTrainings whose attempt waits, by status.reason.",
                                        ["reason"], registry=r)  # fmt: skip
+        # The children's watches (nsm_operator/watches.py): kind x event type / restart reason.
+        self.watch_events_total = Counter(
+            WATCH_EVENTS_TOTAL.removesuffix("_total"), "Child objects received (LISTED: from a relist).",
+            ["kind", "type"], registry=r,
+        )  # fmt: skip
+        self.watch_restarts_total = Counter(
+            WATCH_RESTARTS_TOTAL.removesuffix("_total"),
+            "Child watch streams ended: closed (server timeout), gone (410, relist), error, forbidden, rejected.",
+            ["kind", "reason"], registry=r,
+        )  # fmt: skip
+        self.watch_handler_errors_total = Counter(
+            WATCH_HANDLER_ERRORS_TOTAL.removesuffix("_total"), "Child event handler calls that raised.",
+            ["kind"], registry=r,
+        )  # fmt: skip
         self._phases: dict[tuple[str, str], str] = {}  # (namespace, name) -> phase
         self._waiting: dict[tuple[str, str], str] = {}  # (namespace, name) -> status.reason
 
