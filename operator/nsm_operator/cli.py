@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("kopf " + " ".join(kopf_argv))
         return 0
     # kopf serves the trainings in these namespaces; the operator's own child watches
-    # (nsm_operator/watches.py, started in main.startup) read the same scope from the setting.
+    # (nsm_operator/watches.py, main.start_child_watches) read the same scope from the setting.
     os.environ[NAMESPACES_ENV] = ",".join(served_namespaces(args, settings))
     from kopf.cli import main as kopf_main  # heavy import, only when running
 

@@ -29,7 +29,7 @@ def test_namespaces_from_settings_or_flags():
 
 
 def test_the_served_namespaces_reach_the_operator_settings(monkeypatch):
-    # kopf gets flags; the operator's own child watches read NSM_OPERATOR_NAMESPACES (main.startup).
+    # kopf gets flags; the operator's own child watches read NSM_OPERATOR_NAMESPACES (OperatorSettings).
     import kopf.cli
 
     monkeypatch.setenv("NSM_OPERATOR_NAMESPACES", "from-env")
