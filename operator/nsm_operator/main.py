@@ -15,8 +15,8 @@ import kopf
 from nsm.contract import PROGRESS_LABEL, PROGRESS_LABEL_VALUE
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
-from nsm_operator.builders.names import LABEL_NAME, LABEL_TRAINING, TRAINER_APP
 from nsm_operator import watches
+from nsm_operator.builders.names import LABEL_NAME, LABEL_TRAINING, TRAINER_APP
 from nsm_operator.handlers import jobs, pods, progress, resync, training
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.kube import Kube, connection_info
