@@ -83,6 +83,9 @@ class Kube:
         self._info = info
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._session: aiohttp.ClientSession | None = None
+        # Watch streams hold their connection for minutes: their own unbounded pool (one
+        # connection per watch), so they never take the request pool's slots.
+        self._stream_session: aiohttp.ClientSession | None = None
         self.transient_delay = transient_delay
         # Requests that may trail (children a pod needs only later) queue here, so that under a
         # burst the API server sees the Job creations first. Created lazily (needs a loop).
@@ -93,14 +96,22 @@ class Kube:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            info = self._info
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, ssl=info.as_ssl_context()),
-                headers=info.as_http_headers(),
-                auth=info.as_aiohttp_basic_auth() if info.username else None,
-                timeout=self._timeout,
-            )
+            self._session = self._new_session(limit=64)
         return self._session
+
+    def _get_stream_session(self) -> aiohttp.ClientSession:
+        if self._stream_session is None or self._stream_session.closed:
+            self._stream_session = self._new_session(limit=0)
+        return self._stream_session
+
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        info = self._info
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
+            headers=info.as_http_headers(),
+            auth=info.as_aiohttp_basic_auth() if info.username else None,
+            timeout=self._timeout,
+        )
 
     def low_priority(self) -> asyncio.Semaphore:
         """``async with kube.low_priority(): …`` for requests that may wait behind others."""
@@ -109,8 +120,9 @@ class Kube:
         return self._low_priority
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._stream_session):
+            if session is not None:
+                await session.close()
 
     async def request(
         self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None,
@@ -145,7 +157,7 @@ class Kube:
         path = collection_path(kind, namespace)
         limit = aiohttp.ClientTimeout(total=timeout, connect=self._timeout.total)
         try:
-            async with self._get_session().get(
+            async with self._get_stream_session().get(
                 self.server + path, params={**params, "watch": "true"}, timeout=limit
             ) as resp:
                 if resp.status >= 400:

@@ -93,7 +93,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     metrics.serve(cfg.metrics_port, cfg.metrics_address)
     memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
     memo.nsm.spawn(resync.resync_forever(memo.nsm))
-    memo.child_watchers = None  # started with the first training event (start_child_watches)
+    # Filled by the first training event (start_child_watches). A list, not a flag: kopf gives
+    # each object a shallow copy of the memo, so only a shared mutable object is seen by all.
+    memo.child_watchers = []
     logger.info("nsm-operator started: namespaces=%s metrics %s:%s", cfg.namespaces or "all", cfg.metrics_address,
                 cfg.metrics_port)
 
@@ -139,11 +141,11 @@ def start_child_watches(memo: kopf.Memo) -> None:
     kopf.info/warn, which need the posting queue kopf puts in the context of its event
     processing only, and tasks inherit the context they are created in. No training, no child
     worth watching, so nothing is missed: the first LIST sees whatever exists."""
-    if memo.get("child_watchers") is not None:
+    if memo.child_watchers:
         return
     ctx = _ctx(memo)
-    memo.child_watchers = watches.start(ctx.kube, child_watches(ctx), ctx.settings.namespaces, ctx.metrics, ctx.spawn,
-                                        ctx.settings.watch_timeout_seconds)  # fmt: skip
+    memo.child_watchers.extend(watches.start(ctx.kube, child_watches(ctx), ctx.settings.namespaces, ctx.metrics,
+                                             ctx.spawn, ctx.settings.watch_timeout_seconds))  # fmt: skip
 
 
 @kopf.on.event(*TRAININGS)

@@ -75,3 +75,14 @@ async def test_a_forbidden_watch_is_retried_slowly_not_in_a_loop(k8s, api):
         await asyncio.sleep(1.5)
         assert len(list(k8s["list", JOBS][_paged])) == 1
         assert watch_sample(op, "nsm_operator_watch_restarts_total", reason="forbidden") == 1
+
+
+async def test_one_watch_per_kind_however_many_trainings(k8s, api, operator):
+    # kopf hands each object its own shallow copy of the memo: the watches must start once.
+    for name in ("m1", "m2", "m3"):
+        await api.create(training(name))
+    for name in ("m1", "m2", "m3"):
+        await eventually(lambda n=name: api.get("Job", NAMESPACE, f"{n}-a1"))
+    await asyncio.sleep(0.5)
+    assert len(list(k8s["list", JOBS][_paged])) == 1
+    assert sorted(w.spec.kind for w in operator.memo.child_watchers) == ["ConfigMap", "Job", "Pod"]
