@@ -1,9 +1,9 @@
 """Lightweight watches of the operator's own children (attempt Jobs, trainer pods, progress
 ConfigMaps), outside kopf.
 
-kopf runs every event through a per-object worker, queue, logger, diff base and body views
-(≈ 0.6 ms before a handler runs: py-spy under bench/operator_latency.py); the children's handlers are plain
-level-triggered functions that need none of it. So here: LIST, then WATCH from the list's
+kopf runs every event through a per-object worker, queue, logger, diff base and body views (≈ 0.6
+ms before a handler runs: py-spy under bench/operator_latency.py); the children's handlers are
+plain level-triggered functions that need none of it. So here: LIST, then WATCH from the list's
 resourceVersion (bookmarks on), re-watch from the last resourceVersion when the server ends the
 stream, relist on 410 Gone, back off on connection errors and 5xx, and retry slowly (never in a
 loop) on 401/403 and other 4xx. A relist delivers the objects that vanished meanwhile as DELETED.
