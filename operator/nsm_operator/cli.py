@@ -7,10 +7,13 @@ Extra arguments go to ``kopf run`` (e.g. ``--liveness=http://0.0.0.0:8081/health
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from nsm_operator.settings import OperatorSettings, SettingsError
+from nsm_operator.settings import ENV_PREFIX, OperatorSettings, SettingsError
+
+NAMESPACES_ENV = f"{ENV_PREFIX}NAMESPACES"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,9 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def served_namespaces(args: argparse.Namespace, settings: OperatorSettings) -> list[str]:
+    """The namespaces (or globs) to serve; empty = all. The flags override the setting."""
+    return list(args.namespace) or ([] if args.all_namespaces else list(settings.namespaces))
+
+
 def kopf_args(args: argparse.Namespace, extra: Sequence[str], settings: OperatorSettings) -> list[str]:
     argv = ["run", "--standalone", "-m", "nsm_operator.main"]
-    namespaces = list(args.namespace) or ([] if args.all_namespaces else list(settings.namespaces))
+    namespaces = served_namespaces(args, settings)
     if namespaces:
         for ns in namespaces:
             argv += ["--namespace", ns]
@@ -53,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_print:
         print("kopf " + " ".join(kopf_argv))
         return 0
+    # kopf serves the trainings in these namespaces; the operator's own child watches
+    # (nsm_operator/watches.py, started in main.startup) read the same scope from the setting.
+    os.environ[NAMESPACES_ENV] = ",".join(served_namespaces(args, settings))
     from kopf.cli import main as kopf_main  # heavy import, only when running
 
     kopf_main.main(args=kopf_argv, prog_name="nsm-operator")  # exits the process

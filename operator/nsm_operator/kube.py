@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -58,6 +58,14 @@ def resource_path(kind: str, namespace: str, name: str | None = None, subresourc
     return path
 
 
+def collection_path(kind: str, namespace: str | None) -> str:
+    """The collection of ``kind`` in ``namespace``, or across all namespaces (None)."""
+    if namespace is not None:
+        return resource_path(kind, namespace)
+    api_version, plural = KINDS[kind]
+    return f"/api/{api_version}/{plural}" if "/" not in api_version else f"/apis/{api_version}/{plural}"
+
+
 def connection_info(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:
     """The same credentials kopf would find: in-cluster service account, else KUBECONFIG."""
     settings = settings or kopf.OperatorSettings()
@@ -76,6 +84,9 @@ class Kube:
         self._info = info
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._session: aiohttp.ClientSession | None = None
+        # Watch streams hold their connection for minutes: their own unbounded pool (one
+        # connection per watch), so they never take the request pool's slots.
+        self._stream_session: aiohttp.ClientSession | None = None
         self.transient_delay = transient_delay
         # Requests that may trail (children a pod needs only later) queue here, so that under a
         # burst the API server sees the Job creations first. Created lazily (needs a loop).
@@ -86,14 +97,22 @@ class Kube:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            info = self._info
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, ssl=info.as_ssl_context()),
-                headers=info.as_http_headers(),
-                auth=info.as_aiohttp_basic_auth() if info.username else None,
-                timeout=self._timeout,
-            )
+            self._session = self._new_session(limit=64)
         return self._session
+
+    def _get_stream_session(self) -> aiohttp.ClientSession:
+        if self._stream_session is None or self._stream_session.closed:
+            self._stream_session = self._new_session(limit=0)
+        return self._stream_session
+
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        info = self._info
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
+            headers=info.as_http_headers(),
+            auth=info.as_aiohttp_basic_auth() if info.username else None,
+            timeout=self._timeout,
+        )
 
     def low_priority(self) -> asyncio.Semaphore:
         """``async with kube.low_priority(): …`` for requests that may wait behind others."""
@@ -102,8 +121,9 @@ class Kube:
         return self._low_priority
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._stream_session):
+            if session is not None:
+                await session.close()
 
     async def request(
         self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None,
@@ -130,6 +150,37 @@ class Kube:
                 return json.loads(text) if text else None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise TransientError(f"{method} {path}: {type(exc).__name__}: {exc}", self.transient_delay) from exc
+
+    async def list_page(self, kind: str, namespace: str | None, params: Mapping[str, str]) -> dict[str, Any]:
+        """One raw LIST response (items, metadata.resourceVersion/continue); :class:`ApiError`
+        carries the status (a watch tells 410 from 403 from 5xx), connection errors are transient."""
+        return await self.request("GET", collection_path(kind, namespace), params=params) or {}
+
+    async def watch_events(self, kind: str, namespace: str | None, params: Mapping[str, str],
+                           timeout: float) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
+        """The decoded events of one ``?watch=true`` stream until the server ends it (or
+        ``timeout`` seconds: the server's own timeoutSeconds plus a margin). Errors as list_page."""
+        path = collection_path(kind, namespace)
+        limit = aiohttp.ClientTimeout(total=timeout, connect=self._timeout.total)
+        try:
+            async with self._get_stream_session().get(
+                self.server + path, params={**params, "watch": "true"}, timeout=limit
+            ) as resp:
+                if resp.status >= 400:
+                    text = await resp.text()
+                    raise ApiError(resp.status, f"WATCH {path}: {text[:200]}", text)
+                buffer = b""
+                # Split lines by hand: aiohttp's readline() refuses lines over 64 KiB (big pods).
+                async for chunk in resp.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+                if buffer.strip():
+                    yield json.loads(buffer)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise TransientError(f"WATCH {path}: {type(exc).__name__}: {exc}", self.transient_delay) from exc
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -15,6 +15,7 @@ import kopf
 from nsm.contract import PROGRESS_LABEL, PROGRESS_LABEL_VALUE
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
+from nsm_operator import watches
 from nsm_operator.builders.names import LABEL_NAME, LABEL_TRAINING, TRAINER_APP
 from nsm_operator.diffbase import LeanDiffBaseStorage
 from nsm_operator.handlers import jobs, pods, progress, resync, training
@@ -25,13 +26,25 @@ from nsm_operator.metrics import OperatorMetrics
 from nsm_operator.settings import OperatorSettings
 
 TRAININGS = (API_GROUP, API_VERSION, PLURAL)
-JOB_LABELS = {LABEL_NAME: TRAINER_APP}
-POD_LABELS = {LABEL_NAME: TRAINER_APP, LABEL_TRAINING: kopf.PRESENT}
-PROGRESS_LABELS = {PROGRESS_LABEL: PROGRESS_LABEL_VALUE}
+
+
+def child_watches(ctx: OperatorContext) -> list[watches.ChildWatch]:
+    """The operator's own children, watched outside kopf (nsm_operator/watches.py); the API
+    server filters by label, so only trainer Jobs/pods and progress ConfigMaps arrive."""
+    return [
+        watches.child_watch("Job", f"{LABEL_NAME}={TRAINER_APP}",
+                            lambda event, body: jobs.on_job_event(ctx, event, body)),
+        # Trainer pods only (why an attempt waits).
+        watches.child_watch("Pod", f"{LABEL_NAME}={TRAINER_APP},{LABEL_TRAINING}",
+                            lambda event, body: pods.on_pod_event(ctx, event, body)),
+        # Only the trainers' progress ConfigMaps, never every ConfigMap of the cluster.
+        watches.child_watch("ConfigMap", f"{PROGRESS_LABEL}={PROGRESS_LABEL_VALUE}",
+                            lambda event, body: progress.on_progress_event(ctx, event, body)),
+    ]  # fmt: skip
 
 
 def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
-    """kopf's own settings: storage, timeouts, no event posting, server-side Job filtering."""
+    """kopf's own settings: storage, timeouts, no event posting (the children's watches are ours)."""
     # Handler progress and the diff base live in annotations (kopf.zalando.org/*), so the
     # status holds only the fields documented in the CRD.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
@@ -41,11 +54,6 @@ def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> No
     settings.watching.server_timeout = cfg.watch_timeout_seconds
     settings.watching.client_timeout = cfg.watch_timeout_seconds + 30
     settings.networking.request_timeout = cfg.request_timeout_seconds
-    settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_NAME}={TRAINER_APP}"
-    # Trainer pods only (why an attempt waits): the API server filters, not the operator.
-    settings.watching.label_selectors["v1", "pods"] = f"{LABEL_NAME}={TRAINER_APP},{LABEL_TRAINING}"
-    # Only the trainers' progress ConfigMaps, never every ConfigMap of the cluster.
-    settings.watching.label_selectors["configmaps"] = f"{PROGRESS_LABEL}={PROGRESS_LABEL_VALUE}"
     # The operator posts its Events itself (nsm_operator/events.py: one connection pool, bounded,
     # deduplicated). kopf would post only its loggers' handler chatter, which stays off, so its
     # poster is switched off too: nothing reaches it (a kopf.info call would be a silent no-op).
@@ -85,6 +93,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
     memo.nsm.events.start()
     memo.nsm.spawn(resync.resync_forever(memo.nsm))
+    # The children's watches, over the namespaces kopf serves (nsm-operator's --namespace /
+    # --all-namespaces reach NSM_OPERATOR_NAMESPACES). Their handlers post Events through the
+    # operator's own recorder, so they need nothing of kopf's per-event context.
+    ctx = memo.nsm
+    memo.child_watchers = watches.start(ctx.kube, child_watches(ctx), cfg.namespaces, ctx.metrics, ctx.spawn,
+                                        cfg.watch_timeout_seconds)  # fmt: skip
     logger.info("nsm-operator started: namespaces=%s metrics %s:%s", cfg.namespaces or "all", cfg.metrics_address,
                 cfg.metrics_port)
 
@@ -126,18 +140,3 @@ async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 async def training_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str,
                          memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
     await training.on_training_event(_ctx(memo), event, body, namespace, name)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=JOB_LABELS)
-async def job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await jobs.on_job_event(_ctx(memo), event, body)
-
-
-@kopf.on.event("v1", "pods", labels=POD_LABELS)
-async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await pods.on_pod_event(_ctx(memo), event, body)
-
-
-@kopf.on.event("configmaps", labels=PROGRESS_LABELS)
-async def progress_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await progress.on_progress_event(_ctx(memo), event, body)

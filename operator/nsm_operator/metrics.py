@@ -36,6 +36,9 @@ TRAININGS_WAITING = "nsm_operator_trainings_waiting"
 EVENTS_TOTAL = "nsm_operator_events_total"
 EVENT_QUEUE_DEPTH = "nsm_operator_event_queue_depth"
 EVENT_OUTCOMES = ("posted", "patched", "deduplicated", "dropped_overflow", "dropped_rejected", "dropped_error")
+WATCH_EVENTS_TOTAL = "nsm_operator_watch_events_total"
+WATCH_RESTARTS_TOTAL = "nsm_operator_watch_restarts_total"
+WATCH_HANDLER_ERRORS_TOTAL = "nsm_operator_watch_handler_errors_total"
 
 METRIC_NAMES = (
     TRAININGS, ATTEMPTS_TOTAL, RETRIES_TOTAL, FAILURES_TOTAL, RECONCILE_ERRORS_TOTAL,
@@ -43,6 +46,7 @@ METRIC_NAMES = (
     TRAINING_BEST_VAL_LOSS, TRAINING_VAL_ACCURACY, TRAINING_MIN_CLASS_ACCURACY, TRAINING_ATTEMPTS,
     TRAINING_COST_USD, TRAINING_PROGRESS_TIMESTAMP, TRAINING_PHASE, TRAINING_WAITING, TRAININGS_WAITING,
     EVENTS_TOTAL, EVENT_QUEUE_DEPTH,
+    WATCH_EVENTS_TOTAL, WATCH_RESTARTS_TOTAL, WATCH_HANDLER_ERRORS_TOTAL,
 )  # fmt: skip
 
 _TRAINING_LABELS = ("namespace", "name", "domain")
@@ -98,6 +102,20 @@ class OperatorMetrics:
             "repeat's count), deduplicated (a repeat folded into an Event), dropped_*.", ["outcome"], registry=r,
         )  # fmt: skip
         self.event_queue_depth = Gauge(EVENT_QUEUE_DEPTH, "Kubernetes Events waiting to be posted.", registry=r)
+        # The children's watches (nsm_operator/watches.py): kind x event type / restart reason.
+        self.watch_events_total = Counter(
+            WATCH_EVENTS_TOTAL.removesuffix("_total"), "Child objects received (LISTED: from a relist).",
+            ["kind", "type"], registry=r,
+        )  # fmt: skip
+        self.watch_restarts_total = Counter(
+            WATCH_RESTARTS_TOTAL.removesuffix("_total"),
+            "Child watch streams ended: closed (server timeout), gone (410, relist), error, forbidden, rejected.",
+            ["kind", "reason"], registry=r,
+        )  # fmt: skip
+        self.watch_handler_errors_total = Counter(
+            WATCH_HANDLER_ERRORS_TOTAL.removesuffix("_total"), "Child event handler calls that raised.",
+            ["kind"], registry=r,
+        )  # fmt: skip
         self._phases: dict[tuple[str, str], str] = {}  # (namespace, name) -> phase
         self._waiting: dict[tuple[str, str], str] = {}  # (namespace, name) -> status.reason
 

@@ -30,7 +30,7 @@ def operator_rules(modal_secret: str = DEFAULT_MODAL_SECRET) -> list[dict[str, l
         # Owner references with blockOwnerDeletion need update on the owner's finalizers
         # (OwnerReferencesPermissionEnforcement admission plugin).
         {"apiGroups": [API_GROUP], "resources": [f"{PLURAL}/finalizers"], "verbs": ["update"]},
-        # Attempts: create, follow (kopf watch), read by name, delete on suspend.
+        # Attempts: create, follow (watches.py), read by name, delete on suspend.
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
         # Failed pods carry the trainer's exit code and reason; the watch says why a pod waits.
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},

@@ -57,6 +57,8 @@ async def k8s(kmock, tmp_path, monkeypatch):
     }))  # fmt: skip
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     monkeypatch.setenv("NSM_OPERATOR_METRICS_PORT", "0")
+    # The scope of the operator's own child watches: the namespace kopf serves (run_operator).
+    monkeypatch.setenv("NSM_OPERATOR_NAMESPACES", NAMESPACE)
     monkeypatch.setenv("NSM_OPERATOR_REQUEST_TIMEOUT_SECONDS", "2")
     return kmock
 

@@ -28,6 +28,18 @@ def test_namespaces_from_settings_or_flags():
     assert kopf_args(args, extra, OperatorSettings())[-1] == "--all-namespaces"
 
 
+def test_the_served_namespaces_reach_the_operator_settings(monkeypatch):
+    # kopf gets flags; the operator's own child watches read NSM_OPERATOR_NAMESPACES (OperatorSettings).
+    import kopf.cli
+
+    monkeypatch.setenv("NSM_OPERATOR_NAMESPACES", "from-env")
+    monkeypatch.setattr(kopf.cli.main, "main", lambda **kwargs: None)
+    assert main(["-n", "test-op-*", "-n", "b"]) == 0
+    assert OperatorSettings.from_env().namespaces == ("test-op-*", "b")
+    assert main(["-A"]) == 0
+    assert OperatorSettings.from_env().namespaces == ()
+
+
 def test_bad_settings_exit_2(monkeypatch, capsys):
     monkeypatch.setenv("NSM_OPERATOR_METRICS_PORT", "nope")
     assert main(["--dry-print"]) == 2

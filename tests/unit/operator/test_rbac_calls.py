@@ -4,7 +4,8 @@ without a call.
 The operator's own requests all go through ``nsm_operator.kube.Kube``; every call site is found
 statically (``<…>kube.<method>(…)`` in the package) and mapped to (group, resource, verb) through
 ``kube.KINDS``. A call whose kind is not a literal (``create(child)``, the 409 read in
-``targets/children.py``) stands for every child the builders make. kopf's own requests follow
+``targets/children.py``) stands for every child the builders make. The children's watches
+(``watches.child_watch("Job", …)`` declarations) list and watch their kind. kopf's own requests follow
 from its registry (every watched resource: list + watch; the handled NSMTraining: patch of its
 annotations/finalizers) plus the few fixed needs listed in ``KOPF_AND_API_SERVER`` with why.
 """
@@ -46,11 +47,22 @@ def _is_kube(node: ast.expr) -> bool:
     return (isinstance(node, ast.Name) and node.id == "kube") or (isinstance(node, ast.Attribute) and node.attr == "kube")
 
 
+def _watched_kind(node: ast.Call) -> str | None:
+    """``Kind`` of a ``child_watch("Kind", …)`` declaration (nsm_operator/watches.py)."""
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    first = node.args[0] if node.args else None
+    return first.value if name == "child_watch" and isinstance(first, ast.Constant) else None
+
+
 def code_calls(child_kinds: set[str]) -> set[tuple[str, str, str]]:
     """(group, resource, verb) of every ``kube.<method>(…)`` call in the operator package."""
     found: set[tuple[str, str, str]] = set()
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and (watched := _watched_kind(node)):
+                group, resource = _group_resource(watched)
+                found |= {(group, resource, "list"), (group, resource, "watch")}
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and _is_kube(node.func.value)):
                 continue
             method = node.func.attr
@@ -102,7 +114,8 @@ def test_the_scan_sees_calls():
     # Guards the scan itself: a handful of known call sites must be found.
     calls = code_calls({"Job"})
     for need in [("", "secrets", "get"), ("", "pods", "list"), ("batch", "jobs", "delete"),
-                 ("nsm.dev", "nsmtrainings/status", "patch"), ("", "persistentvolumeclaims", "patch")]:  # fmt: skip
+                 ("nsm.dev", "nsmtrainings/status", "patch"), ("", "persistentvolumeclaims", "patch"),
+                 ("batch", "jobs", "watch"), ("", "pods", "watch"), ("", "configmaps", "watch")]:  # fmt: skip
         assert need in calls, need
 
 
