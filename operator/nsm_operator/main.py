@@ -24,6 +24,7 @@ from nsm_operator.kube import Kube, connection_info
 from nsm_operator.lifecycle import TERMINAL
 from nsm_operator.metrics import OperatorMetrics
 from nsm_operator.settings import OperatorSettings
+from nsm_operator.targets.kubernetes import observed_part
 
 TRAININGS = (API_GROUP, API_VERSION, PLURAL)
 
@@ -32,11 +33,12 @@ def child_watches(ctx: OperatorContext) -> list[watches.ChildWatch]:
     """The operator's own children, watched outside kopf (nsm_operator/watches.py); the API
     server filters by label, so only trainer Jobs/pods and progress ConfigMaps arrive."""
     return [
+        # Each event is cut to what its handler reads before it is queued (bounded memory).
         watches.child_watch("Job", f"{LABEL_NAME}={TRAINER_APP}",
-                            lambda event, body: jobs.on_job_event(ctx, event, body)),
+                            lambda event, body: jobs.on_job_event(ctx, event, body), keep=observed_part),
         # Trainer pods only (why an attempt waits).
         watches.child_watch("Pod", f"{LABEL_NAME}={TRAINER_APP},{LABEL_TRAINING}",
-                            lambda event, body: pods.on_pod_event(ctx, event, body)),
+                            lambda event, body: pods.on_pod_event(ctx, event, body), keep=pods.pod_view),
         # Only the trainers' progress ConfigMaps, never every ConfigMap of the cluster.
         watches.child_watch("ConfigMap", f"{PROGRESS_LABEL}={PROGRESS_LABEL_VALUE}",
                             lambda event, body: progress.on_progress_event(ctx, event, body)),

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Mapping[str, Any], Mapping[str, Any]], Awaitable[None]]  # (event, body)
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
+View = Callable[[Mapping[str, Any]], Mapping[str, Any]]  # the part of an object a handler reads
 
 PAGE = "500"
 FORBIDDEN_DELAY = 30.0  # 401/403 and other 4xx: an RBAC or selector fix takes minutes, not ms
@@ -47,12 +48,23 @@ class ChildWatch:
     kind: str
     selector: str
     handler: Handler
+    keep: View | None = None
 
 
-def child_watch(kind: str, selector: str, handler: Handler) -> ChildWatch:
+def child_watch(kind: str, selector: str, handler: Handler, keep: View | None = None) -> ChildWatch:
     """A watch declaration (tests/unit/operator/test_rbac_calls.py finds these call sites: each
-    needs list and watch on ``kind``)."""
-    return ChildWatch(kind, selector, handler)
+    needs list and watch on ``kind``). ``keep``: the part of each object the handler reads, cut
+    before the event is queued, so a burst holds no more than that per object (default: the
+    object without ``managedFields``)."""
+    return ChildWatch(kind, selector, handler, keep)
+
+
+def without_managed_fields(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``body`` without the server-side-apply bookkeeping no handler reads."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return body
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 def scopes(namespaces: Iterable[str]) -> list[str | None]:
@@ -169,7 +181,7 @@ class Watcher:
         else:
             self.known[uid] = _slim(body)
         self.metrics.watch_events_total.labels(self.spec.kind, kind or "LISTED").inc()
-        self.dispatcher.submit(uid, kind, body)
+        self.dispatcher.submit(uid, kind, (self.spec.keep or without_managed_fields)(body))
 
     def relisted(self, items: list[dict[str, Any]]) -> None:
         """Deliver a fresh list: vanished objects as DELETED, then every listed one (type None)."""

@@ -76,6 +76,18 @@ async def on_pod_event(ctx: OperatorContext, event: Mapping[str, Any], body: Map
     await in_background(ctx, "pod", write)
 
 
+_POD_METADATA = ("name", "namespace", "uid", "labels", "creationTimestamp", "deletionTimestamp", "resourceVersion")
+_POD_STATUS = ("phase", "conditions", "containerStatuses", "initContainerStatuses")
+
+
+def pod_view(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What this handler and :func:`diagnose` read of a pod (no spec: most of a pod's bytes),
+    cut before its event is queued or held back (``_later``)."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    return {"metadata": {k: meta[k] for k in _POD_METADATA if k in meta},
+            "status": {k: status[k] for k in _POD_STATUS if k in status}}  # fmt: skip
+
+
 def _nodes(training: Mapping[str, Any]) -> int:
     nodes = ((training.get("spec") or {}).get("resources") or {}).get("nodes")
     return nodes if isinstance(nodes, int) else 1

@@ -83,12 +83,12 @@ def observe_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]
 
 def observed_part(job: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """What :func:`observe_job` and the ownership checks read of ``job``: kept for the rest of a
-    launch (under a burst, many seconds behind the low-priority children) instead of the whole
-    decoded Job."""
+    launch (under a burst, many seconds behind the low-priority children), and of every Job
+    event the watch queues, instead of the whole decoded Job."""
     if job is None:
         return None
     meta = job.get("metadata") or {}
-    keep = ("name", "namespace", "labels", "creationTimestamp", "ownerReferences")
+    keep = ("name", "namespace", "uid", "labels", "creationTimestamp", "ownerReferences")
     return {"metadata": {k: meta[k] for k in keep if k in meta},
             "spec": {k: v for k, v in (job.get("spec") or {}).items() if k in ("suspend", "parallelism")},
             "status": job.get("status") or {}}  # fmt: skip

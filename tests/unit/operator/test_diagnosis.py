@@ -96,3 +96,21 @@ def test_startup_expired_carries_the_waiting_reason_message_and_retryability():
     assert silent.reason == STARTUP_TIMEOUT and silent.retryable
     assert silent.message == "not started within startupTimeoutSeconds (60s)"
     assert startup_expired(60, {"reason": "Bogus"}, obs, T0 + timedelta(hours=1)).reason == STARTUP_TIMEOUT
+
+
+@pytest.mark.parametrize("p", [
+    pod(conditions=[unschedulable("0/3 nodes are available")]),
+    pod(containers=[waiting("ImagePullBackOff", "Back-off pulling image")]),
+    pod(init=[waiting("CreateContainerConfigError", "secret x not found")], conditions=[unschedulable("x")]),
+    pod(deleting=True, conditions=[unschedulable("x")]),
+    pod(phase="Running"),
+])  # fmt: skip
+def test_the_pod_watch_view_keeps_what_the_diagnosis_reads(p):
+    from nsm_operator.handlers.pods import pod_view
+
+    full = {**p, "spec": {"containers": [{"name": "trainer", "image": "x"}]},
+            "metadata": {**p["metadata"], "labels": {"nsm.dev/attempt": "1"}, "managedFields": [{}]}}  # fmt: skip
+    view = pod_view(full)
+    assert diagnose(view) == diagnose(full)
+    assert "spec" not in view and "managedFields" not in view["metadata"]
+    assert view["metadata"]["labels"] == {"nsm.dev/attempt": "1"}

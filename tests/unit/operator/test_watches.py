@@ -172,3 +172,32 @@ async def test_a_watch_follows_bookmarks_and_an_error_event_410_means_relist():
         await w.watch("17")
     await rec.drain()
     assert rec.calls == [("ADDED", "a", 1)]  # a bookmark is no object
+
+
+async def test_events_are_cut_to_what_the_handler_reads_before_they_are_queued():
+    """Under a burst a handler waits (the training's lock) while newer events queue: each holds
+    only ``keep``'s view, and without one, the object minus its managedFields."""
+    rec = Recorder()
+    seen: list[dict[str, Any]] = []
+
+    async def handler(event, body):
+        seen.append(dict(body))
+        await rec(event, body)
+
+    spec = watches.child_watch("Job", "app=t", handler, keep=lambda b: {"metadata": b["metadata"], "v": b.get("v")})
+    w = Watcher(kube=None, spec=spec, scope="ml", patterns=("ml",),  # type: ignore[arg-type]
+                dispatcher=Dispatcher(handler, rec.spawn), metrics=OperatorMetrics())  # fmt: skip
+    w.deliver("ADDED", obj("a", v=1, spec={"template": "big"}))
+    w.deliver("MODIFIED", obj("a", v=2, spec={"template": "big"}))
+    await rec.drain()
+    assert [s.get("v") for s in seen] == [1, 2] and all("spec" not in s for s in seen)
+
+    plain = watches.child_watch("ConfigMap", "app=t", handler)
+    w2 = Watcher(kube=None, spec=plain, scope="ml", patterns=("ml",),  # type: ignore[arg-type]
+                 dispatcher=Dispatcher(handler, rec.spawn), metrics=OperatorMetrics())  # fmt: skip
+    seen.clear()
+    body = obj("b", data={"k": "v"})
+    body["metadata"]["managedFields"] = [{"manager": "trainer"}]
+    w2.deliver("ADDED", body)
+    await rec.drain()
+    assert seen[0]["data"] == {"k": "v"} and "managedFields" not in seen[0]["metadata"]
