@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nsm_operator.errors import TransientError
-from nsm_operator.kube import ApiError, Kube
+from nsm_operator.kube import ApiError, Kube, without_managed_fields
 from nsm_operator.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -57,14 +57,6 @@ def child_watch(kind: str, selector: str, handler: Handler, keep: View | None = 
     before the event is queued, so a burst holds no more than that per object (default: the
     object without ``managedFields``)."""
     return ChildWatch(kind, selector, handler, keep)
-
-
-def without_managed_fields(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``body`` without the server-side-apply bookkeeping no handler reads."""
-    meta = body.get("metadata") or {}
-    if "managedFields" not in meta:
-        return body
-    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
 
 
 def scopes(namespaces: Iterable[str]) -> list[str | None]:

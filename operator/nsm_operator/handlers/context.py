@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from socket import gethostname
 
 from nsm_operator.events import EventRecorder
-from nsm_operator.kube import Kube
+from nsm_operator.kube import Kube, without_managed_fields
 from nsm_operator.metrics import OperatorMetrics
 from nsm_operator.settings import OperatorSettings
 
@@ -55,10 +55,7 @@ class OperatorContext:
             return  # without a resourceVersion there is no telling which body is newer
         old = self.bodies.get(key)  # type: ignore[arg-type]
         if old is None or rv >= (_rv(old) or 0):
-            if "managedFields" in meta:
-                # Server-side-apply bookkeeping nobody here reads: a third of a cached body.
-                body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-            self.bodies[key] = body  # type: ignore[index]
+            self.bodies[key] = without_managed_fields(body)  # type: ignore[index]
 
     def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.bodies.get((namespace, name))
