@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from nsm.contract import iso
+
 from nsm_operator.errors import Rejected, TransientError
 from nsm_operator.kube import Kube
 from nsm_operator.metrics import OperatorMetrics
@@ -72,9 +74,9 @@ def truncate(message: str) -> str:
     return f"{message[:half]}...{message[len(message) - (MAX_MESSAGE_LENGTH - 3 - half):]}"
 
 
-def _stamp(t: float, micro: bool = False) -> str:
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ"
-    return datetime.fromtimestamp(t, timezone.utc).strftime(fmt)
+def _micro(t: float) -> str:
+    """``eventTime`` is a MicroTime (RFC 3339 with microseconds); the other stamps are ``iso``'s."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class EventRecorder:
@@ -216,8 +218,8 @@ class EventRecorder:
             "type": event.type, "reason": event.reason, "message": event.message, "action": event.reason,
             "source": {"component": COMPONENT},  # kubectl describe's "From" column
             "reportingComponent": COMPONENT, "reportingInstance": self.instance,
-            "firstTimestamp": _stamp(event.first), "lastTimestamp": _stamp(last),
-            "eventTime": _stamp(event.first, micro=True), "count": count,
+            "firstTimestamp": iso(event.first), "lastTimestamp": iso(last),
+            "eventTime": _micro(event.first), "count": count,
         }  # fmt: skip
 
     async def _post(self, event: _Event, count: int, last: float) -> bool:
@@ -230,7 +232,7 @@ class EventRecorder:
 
     async def _patch(self, event: _Event, count: int, last: float) -> bool:
         """Raise the Event's count; False if it is gone (404)."""
-        patch = {"count": count, "lastTimestamp": _stamp(last)}
+        patch = {"count": count, "lastTimestamp": iso(last)}
         namespace = event.ref.get("namespace") or "default"
         return await self.kube.patch("Event", namespace, event.name or "", patch) is not None
 
