@@ -60,7 +60,8 @@ from operator_probes import (  # noqa: E402 - after the path set-up
 
 OPERATORS = ("project", "minimal")
 FIELDS = ("p50", "p99", "drain_seconds", "operator_cpu_seconds", "peak_rss_mb", "requests_per_training",
-          "event_requests_per_training", "events_trailing_seconds", "scheduler_trailing_seconds", "idle_rss_mb", "apiserver_cpu_seconds", "etcd_cpu_seconds")  # fmt: skip
+          "event_requests_per_training", "events_trailing_seconds", "scheduler_trailing_seconds", "idle_rss_mb",
+          "apiserver_cpu_seconds", "etcd_cpu_seconds")  # fmt: skip
 
 
 def free_port() -> int:
@@ -191,6 +192,12 @@ def burst(api: dict[str, Any], ns: str, count: int, concurrency: int, timeout: f
     return sent, seen, start
 
 
+def last_job_created(api: dict[str, Any], ns: str) -> float | None:
+    """When the burst's last Job was created (epoch seconds); None when there is none."""
+    jobs = api["batch"].list_namespaced_job(ns).items
+    return max((j.metadata.creation_timestamp.timestamp() for j in jobs), default=None)
+
+
 def events_trailing(api: dict[str, Any], ns: str, timeout: float) -> float | None:
     """Seconds from the burst's last Job creation to the last Event about a training, once the
     Events stop coming (no new one for 10 s); None when no Event was posted."""
@@ -203,8 +210,7 @@ def events_trailing(api: dict[str, Any], ns: str, timeout: float) -> float | Non
         elif time.monotonic() - stable_since >= 10:
             break
         time.sleep(2)
-    jobs = api["batch"].list_namespaced_job(ns).items
-    last_job = max((j.metadata.creation_timestamp.timestamp() for j in jobs), default=None)
+    last_job = last_job_created(api, ns)
     times = event_times(events)
     if not times or last_job is None:
         return None
@@ -216,8 +222,7 @@ def scheduler_trailing(api: dict[str, Any], ns: str) -> float | None:
     (``PodScheduled`` False: when its Unschedulable Warning becomes due): the part of
     ``events_trailing_seconds`` that is the cluster's, not the operator's. None without pods."""
     pods = api["core"].list_namespaced_pod(ns).items
-    jobs = api["batch"].list_namespaced_job(ns).items
-    last_job = max((j.metadata.creation_timestamp.timestamp() for j in jobs), default=None)
+    last_job = last_job_created(api, ns)
     verdicts = [c.last_transition_time.timestamp() for p in pods for c in (p.status.conditions or [])
                 if c.type == "PodScheduled" and c.status == "False" and c.last_transition_time]  # fmt: skip
     if not verdicts or last_job is None:
