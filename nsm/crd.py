@@ -153,6 +153,11 @@ STATUS_SCHEMA: dict[str, Any] = _s(
         ),
         "message": _s("string", "Human-readable state.", nullable=True),
         "observedGeneration": _s("integer", "metadata.generation the operator last acted on."),
+        "lastHandledConfiguration": _s(
+            "string",
+            "The operator's record of the last spec, labels and annotations it handled (JSON, kopf's "
+            "diff base); a spec change is found by comparing with it. Internal: not for editing.",
+        ),
         "lastCheckpoint": _s(
             "object",
             "Newest checkpoint written by the trainer.",

@@ -17,7 +17,7 @@ from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
 from nsm_operator import watches
 from nsm_operator.builders.names import LABEL_NAME, LABEL_TRAINING, TRAINER_APP
-from nsm_operator.diffbase import LeanDiffBaseStorage
+from nsm_operator.diffbase import StatusDiffBaseStorage
 from nsm_operator.handlers import jobs, pods, progress, resync, training
 from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.kube import Kube, connection_info
@@ -47,12 +47,13 @@ def child_watches(ctx: OperatorContext) -> list[watches.ChildWatch]:
 
 def configure_kopf(settings: kopf.OperatorSettings, cfg: OperatorSettings) -> None:
     """kopf's own settings: storage, timeouts, no event posting (the children's watches are ours)."""
-    # Handler progress and the diff base live in annotations (kopf.zalando.org/*), so the
-    # status holds only the fields documented in the CRD.
+    # Handler progress lives in annotations (kopf.zalando.org/*): the status holds only the
+    # fields documented in the CRD.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
-    # The same annotation kopf's stock storage uses, built without deep-copying the status
-    # and managedFields of every event first (nsm_operator.diffbase).
-    settings.persistence.diffbase_storage = LeanDiffBaseStorage()
+    # The diff base is kept in status.lastHandledConfiguration, which the handler's own status
+    # write records: no PATCH of kopf's after a handling (nsm_operator.diffbase). Built without
+    # deep-copying the status and managedFields of every event first.
+    settings.persistence.diffbase_storage = StatusDiffBaseStorage()
     settings.watching.server_timeout = cfg.watch_timeout_seconds
     settings.watching.client_timeout = cfg.watch_timeout_seconds + 30
     settings.networking.request_timeout = cfg.request_timeout_seconds
@@ -93,6 +94,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     metrics = OperatorMetrics()
     metrics.serve(cfg.metrics_port, cfg.metrics_address)
     memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
+    # The diff base's store asks whether the handler's status write already recorded it.
+    if isinstance(settings.persistence.diffbase_storage, StatusDiffBaseStorage):
+        settings.persistence.diffbase_storage.recorded = memo.nsm.take_recorded
     memo.nsm.events.start()
     memo.nsm.spawn(resync.resync_forever(memo.nsm))
     # The children's watches, over the namespaces kopf serves (nsm-operator's --namespace /

@@ -34,6 +34,9 @@ class OperatorContext:
     warned: set[tuple[str, str, int, str]] = field(default_factory=set)
     # The newest pod event per training that came before its attempt's status (handlers/pods.py).
     early_pods: dict[tuple[str, str], Any] = field(default_factory=dict)
+    # The essence a change handler's status write recorded as status.lastHandledConfiguration,
+    # per training, until kopf's diff base storage takes it (nsm_operator/diffbase.py).
+    recorded: dict[tuple[str, str], str] = field(default_factory=dict)
     # Kubernetes Events: record() queues, workers started by main.startup post (events.py).
     events: EventRecorder = field(init=False)
 
@@ -60,12 +63,17 @@ class OperatorContext:
     def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.bodies.get((namespace, name))
 
+    def take_recorded(self, namespace: str, name: str) -> str | None:
+        """The essence just recorded in the status of ``namespace/name`` (once), or None."""
+        return self.recorded.pop((namespace, name), None)
+
     def forget(self, namespace: str, name: str) -> None:
         self.locks.pop((namespace, name), None)
         self.bodies.pop((namespace, name), None)
         self.phases.pop((namespace, name), None)
         self.warned = {key for key in self.warned if key[:2] != (namespace, name)}
         self.early_pods.pop((namespace, name), None)
+        self.recorded.pop((namespace, name), None)
         timer = self.timers.pop((namespace, name), None)
         if timer is not None:
             timer.cancel()

@@ -15,6 +15,7 @@ from typing import Any
 
 from nsm.contract import iso, now_utc, parse_time
 
+from nsm_operator.diffbase import FIELD
 from nsm_operator.errors import ForeignObject, InvalidSpec, Rejected, TargetUnavailable
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
@@ -46,9 +47,12 @@ async def reconcile(
     job: Mapping[str, Any] | None = None,
     body: Mapping[str, Any] | None = None,
     reread: bool = False,
+    handled: str | None = None,
 ) -> None:
     """Reconcile ``namespace/name``. ``job``: a Job body from a watch event (saves a GET);
-    ``body``: the training as kopf just delivered it.
+    ``body``: the training as kopf just delivered it; ``handled``: the essence of ``body`` that
+    kopf stores once its change handler returns (``diffbase.encoded_essence``), recorded by this
+    reconcile's status write so that kopf needs no PATCH of its own.
 
     The training is the newest of: ``body``, the last watch event, the response of our own last
     status patch (all kept in ``ctx.bodies``); a GET only when none is known, or ``reread``.
@@ -64,10 +68,11 @@ async def reconcile(
             ctx.remember(fresh)
         if (fresh.get("metadata") or {}).get("deletionTimestamp"):
             return
-        await _reconcile_locked(ctx, fresh, job)
+        await _reconcile_locked(ctx, fresh, job, handled)
 
 
-async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: Mapping[str, Any] | None) -> None:
+async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: Mapping[str, Any] | None,
+                            handled: str | None = None) -> None:  # fmt: skip
     status: Mapping[str, Any] = body.get("status") or {}
     if status.get("phase") in TERMINAL:
         return
@@ -78,7 +83,7 @@ async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: 
         await mark_failed(ctx, body, reason=type(exc).__name__, message=str(exc))
         raise
     try:
-        await _advance(ctx, body, training, target, job)
+        await _advance(ctx, body, training, target, job, handled)
     except Rejected as exc:
         # A permanent 4xx: the same request would be refused again, so fail instead of looping.
         await mark_failed(ctx, body, reason=exc.reason, message=str(exc))
@@ -86,8 +91,9 @@ async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: 
 
 
 async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Training, target: Target,
-                   job: Mapping[str, Any] | None) -> None:  # fmt: skip
-    """Observe, step, act and write the status of one validated training."""
+                   job: Mapping[str, Any] | None, handled: str | None = None) -> None:  # fmt: skip
+    """Observe, step, act and write the status of one validated training. The status write is
+    the last thing that can fail, so ``handled`` is recorded only by a handling that succeeds."""
     status: Mapping[str, Any] = body.get("status") or {}
     if job is not None and foreign_job_event(ctx.events, body, training, job):
         return  # a Job this training does not control changes nothing (a Warning was posted)
@@ -106,9 +112,13 @@ async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Trai
         schedule_retry(ctx, training.namespace, training.name, again)
     if obs is not None and obs.state == State.running and not status.get("attemptStartTime") and obs.created_at:
         ctx.metrics.time_to_running_seconds.observe(max(0.0, (now - obs.created_at).total_seconds()))
+    if handled is not None:
+        patch[FIELD] = handled
     patch = _status_patch(body, training, patch)
     if patch:
         await ctx.kube.patch_status(training.namespace, training.name, patch)  # cached by ctx
+    if handled is not None:
+        ctx.recorded[(training.namespace, training.name)] = handled  # written now, or already there
     _record(ctx, body, training, patch, result)
 
 

@@ -1,14 +1,16 @@
 """LeanDiffBaseStorage builds the essence kopf's stock annotation storage builds, so spec changes
-are detected the same way (and an essence stored by either is read by the other)."""
+are detected the same way (and an essence stored by either is read by the other);
+StatusDiffBaseStorage keeps it in the status, where the handler's write records it."""
 
 from __future__ import annotations
 
 import copy
+import json
 
 import kopf
 import pytest
 
-from nsm_operator.diffbase import LeanDiffBaseStorage, lean_body
+from nsm_operator.diffbase import FIELD, LeanDiffBaseStorage, StatusDiffBaseStorage, encoded_essence, lean_body
 
 BODY = {
     "apiVersion": "nsm.dev/v1alpha1",
@@ -82,3 +84,106 @@ def test_stored_by_one_read_by_the_other():
     stored = copy.deepcopy(BODY)
     stored["metadata"]["annotations"].update(patch["metadata"]["annotations"])
     assert kopf.AnnotationsDiffBaseStorage().fetch(body=kopf.Body(stored)) == essence
+
+
+# StatusDiffBaseStorage: the essence in status.lastHandledConfiguration, recorded by the handler.
+
+
+def _with_record(body, encoded):
+    body = copy.deepcopy(body)
+    body.setdefault("status", {})[FIELD] = encoded
+    return body
+
+
+def test_the_record_is_the_essence_kopf_stores():
+    # kopf passes its handlers' fields as parsed paths; the handler records with HANDLED_FIELDS.
+    kopfs = StatusDiffBaseStorage().build(body=kopf.Body(BODY), extra_fields={("spec",)})
+    assert json.loads(encoded_essence(BODY)) == kopfs
+    assert encoded_essence(BODY) == json.dumps(kopfs, separators=(",", ":"))
+
+
+def test_the_record_is_not_part_of_the_essence():
+    assert encoded_essence(_with_record(BODY, '{"spec":{}}')) == encoded_essence(BODY)
+
+
+def test_fetch_prefers_the_status_record_then_kopfs_annotation():
+    storage = StatusDiffBaseStorage()
+    recorded = {"spec": {"domain": "planning"}}
+    assert storage.fetch(body=kopf.Body(_with_record(BODY, json.dumps(recorded)))) == recorded
+    # handled by an older operator: kopf's annotation (BODY carries one)
+    assert storage.fetch(body=kopf.Body(BODY)) == {"spec": {"domain": "kg"}}
+    assert storage.fetch(body=kopf.Body(_with_record(BODY, "not json"))) == {"spec": {"domain": "kg"}}
+    bare = copy.deepcopy(BODY)
+    del bare["metadata"]["annotations"]
+    assert storage.fetch(body=kopf.Body(bare)) is None  # never handled: kopf sees a creation
+
+
+def test_store_adds_nothing_when_the_handler_recorded_it():
+    essence = StatusDiffBaseStorage().build(body=kopf.Body(BODY), extra_fields={("spec",)})
+    taken = []
+
+    def recorded(namespace, name):
+        taken.append((namespace, name))
+        return encoded_essence(BODY)
+
+    patch = kopf.Patch()
+    StatusDiffBaseStorage(recorded).store(body=kopf.Body(BODY), patch=patch, essence=essence)
+    assert dict(patch) == {} and taken == [("ml", "t")]
+
+
+@pytest.mark.parametrize("recorded", [None, lambda ns, name: None, lambda ns, name: '{"spec":{"domain":"kg"}}'])
+def test_store_puts_the_record_into_kopfs_status_patch_otherwise(recorded):
+    """No record, or an older one (a spec change raced the handler): kopf's PATCH records it."""
+    essence = StatusDiffBaseStorage().build(body=kopf.Body(BODY), extra_fields={("spec",)})
+    patch = kopf.Patch()
+    StatusDiffBaseStorage(recorded).store(body=kopf.Body(BODY), patch=patch, essence=essence)
+    assert dict(patch) == {"status": {FIELD: encoded_essence(BODY)}}
+    stored = _with_record(BODY, patch["status"][FIELD])
+    assert StatusDiffBaseStorage().fetch(body=kopf.Body(stored)) == essence
+
+
+# The memo: status echoes of an unchanged spec skip kopf's build.
+
+
+def test_memoized_essence_equals_a_fresh_build_and_is_a_fresh_object():
+    storage = LeanDiffBaseStorage()
+    first = storage.build(body=kopf.Body(BODY), extra_fields={("spec",)})
+    echo = copy.deepcopy(BODY)
+    echo["status"]["phase"] = "Running"
+    echo["metadata"]["resourceVersion"] = "43"
+    again = storage.build(body=kopf.Body(echo), extra_fields={("spec",)})
+    assert again == first == kopf.AnnotationsDiffBaseStorage().build(body=kopf.Body(echo), extra_fields={("spec",)})
+    again["spec"]["epochs"] = 99  # whoever mutates an essence touches only its own
+    assert storage.build(body=kopf.Body(echo), extra_fields={("spec",)})["spec"]["epochs"] == 5
+
+
+@pytest.mark.parametrize("change", ["spec", "label", "annotation", "fields", "in place"])
+def test_a_changed_essence_is_built_again(change):
+    storage = LeanDiffBaseStorage()
+    body = copy.deepcopy(BODY)
+    fields = {("spec",)}
+    storage.build(body=kopf.Body(body), extra_fields=fields)
+    if change == "spec":
+        body = copy.deepcopy(body)
+        body["spec"]["suspend"] = True
+    elif change == "label":
+        body = copy.deepcopy(body)
+        body["metadata"]["labels"]["team"] = "b"
+    elif change == "annotation":
+        body = copy.deepcopy(body)
+        body["metadata"]["annotations"]["note"] = "changed"
+    elif change == "fields":
+        fields = {("spec",), ("spec", "suspend")}
+    else:
+        body["spec"]["epochs"] = 7  # the very dict the memo saw, changed afterwards
+    stock = kopf.AnnotationsDiffBaseStorage().build(body=kopf.Body(copy.deepcopy(body)), extra_fields=fields)
+    assert storage.build(body=kopf.Body(body), extra_fields=fields) == stock
+
+
+def test_the_memo_is_bounded():
+    storage = LeanDiffBaseStorage(memo_size=3)
+    for i in range(10):
+        body = copy.deepcopy(BODY)
+        body["metadata"].update(name=f"t{i}", uid=f"u-{i}")
+        storage.build(body=kopf.Body(body), extra_fields=set())
+    assert len(storage._memo) == 3
