@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import kopf
+import orjson
 
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -147,7 +148,7 @@ class Kube:
     ) -> Any:  # fmt: skip
         """The decoded response; with ``decode=False`` a success returns True without decoding
         (a created child the caller never reads: under a burst, decoding every one costs)."""
-        data = None if body is None else json.dumps(body)
+        data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
         try:
             async with self._get_session().request(
@@ -156,10 +157,10 @@ class Kube:
                 if not decode and resp.status < 400:
                     await resp.read()  # drained, so the connection goes back to the pool
                     return True
-                text = await resp.text()
+                raw = await resp.read()
                 if resp.status >= 400:
-                    raise api_error(resp.status, f"{method} {path}", text)
-                return json.loads(text) if text else None
+                    raise api_error(resp.status, f"{method} {path}", raw.decode("utf-8", "replace"))
+                return orjson.loads(raw) if raw else None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise TransientError(f"{method} {path}: {type(exc).__name__}: {exc}", self.transient_delay) from exc
 
@@ -187,9 +188,9 @@ class Kube:
                     *lines, buffer = buffer.split(b"\n")
                     for line in lines:
                         if line.strip():
-                            yield json.loads(line)
+                            yield orjson.loads(line)
                 if buffer.strip():
-                    yield json.loads(buffer)
+                    yield orjson.loads(buffer)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise TransientError(f"WATCH {path}: {type(exc).__name__}: {exc}", self.transient_delay) from exc
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,10 +29,7 @@ class Training:
     def from_body(cls, body: Mapping[str, Any]) -> "Training":
         """Parse a resource body; raises :class:`InvalidSpec` naming the field."""
         meta = body.get("metadata") or {}
-        try:
-            spec = parse_spec(dict(body.get("spec") or {}))
-        except SpecError as exc:
-            raise InvalidSpec(str(exc)) from None
+        spec = _parsed_spec(meta, body.get("spec") or {})
         return cls(
             name=meta["name"],
             namespace=meta.get("namespace") or "default",
@@ -51,3 +50,31 @@ class Training:
             "controller": True,
             "blockOwnerDeletion": True,
         }
+
+
+# The specs parsed last, per training: every Job, pod and progress event of a training
+# reconciles with the same spec, and pydantic's validation was half the cost of a Job event's
+# reconcile under a burst (docs/performance.md). A parsed spec is never mutated (nothing in the
+# operator assigns to it), so one parse serves every reconcile until the spec changes.
+_PARSED: OrderedDict[tuple[Any, ...], tuple[dict[str, Any], NSMTrainingSpec]] = OrderedDict()
+PARSED_SPECS = 4096  # trainings whose parsed spec is kept (least recently used first out)
+
+
+def _parsed_spec(meta: Mapping[str, Any], raw: Mapping[str, Any]) -> NSMTrainingSpec:
+    """``parse_spec(raw)``, reused while ``raw`` equals what was parsed for this object."""
+    key = (meta.get("namespace"), meta.get("name"), meta.get("uid"))
+    hit = _PARSED.get(key) if meta.get("uid") else None
+    if hit is not None and hit[0] == raw:
+        _PARSED.move_to_end(key)
+        return hit[1]
+    try:
+        spec = parse_spec(dict(raw))
+    except SpecError as exc:
+        raise InvalidSpec(str(exc)) from None
+    if meta.get("uid"):
+        _PARSED[key] = (copy.deepcopy(dict(raw)), spec)  # a copy: the body may change in place
+        _PARSED.move_to_end(key)
+        while len(_PARSED) > PARSED_SPECS:
+            _PARSED.popitem(last=False)
+    return spec
+
