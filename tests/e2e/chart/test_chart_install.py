@@ -58,8 +58,13 @@ def _canonical(rules):
 def test_install_creates_the_operator(cluster, release, apiextensions_v1, k8s_api):
     from kubernetes import client
 
-    crd = apiextensions_v1.read_custom_resource_definition("nsmtrainings.nsm.dev")
-    assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
+    def established():
+        # Set by the API server's CRD controller after `helm install` returned (the CI run's first
+        # test once saw it still missing on a loaded machine).
+        crd = apiextensions_v1.read_custom_resource_definition("nsmtrainings.nsm.dev")
+        return crd if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []) else None
+
+    crd = _wait(established, 30, "the NSMTraining CRD to be Established")
     assert crd.spec.names.short_names == ["nsmt"]
 
     ns = release.namespace
