@@ -108,12 +108,15 @@ def operator_command(which: str, ns: str, health: int, gc_stats: bool = False) -
     return [sys.executable, "-c", f"import gc, sys; gc.set_debug(gc.DEBUG_STATS); argv = {argv!r}; {entry}"]
 
 
-def start_operator(which: str, cluster: Any, ns: str, log_path: Path,
-                   gc_stats: bool = False) -> subprocess.Popen[bytes]:  # fmt: skip
-    """Operator ``which`` for namespace ``ns``, healthy."""
+def start_operator(which: str, cluster: Any, ns: str, log_path: Path, gc_stats: bool = False,
+                   extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+    """Operator ``which`` for namespace ``ns``, healthy. The caller's NSM_OPERATOR_* variables
+    are not passed on (a stray one would skew the figures); ``extra_env`` (``--operator-env``) is."""
     health = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NSM_OPERATOR_")}
     env.update(KUBECONFIG=str(cluster.kubeconfig), NSM_OPERATOR_METRICS_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+    if which == "project":
+        env.update(extra_env or {})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         op = subprocess.Popen(operator_command(which, ns, health, gc_stats), stdout=log, stderr=subprocess.STDOUT,
@@ -284,7 +287,7 @@ def one_run(which: str, args: argparse.Namespace, cluster: Any, api: dict[str, A
     cluster.kubectl("create", "namespace", ns, check=True)
     offset, t0 = audit.offset(), time.time()
     log_path = log_dir / f"{which}-{ns}.log"
-    op = start_operator(which, cluster, ns, log_path, args.gc_stats)
+    op = start_operator(which, cluster, ns, log_path, args.gc_stats, dict(args.operator_env))
     try:
         pids = cluster.component_pids() if cluster.owned else {}
         comps = {c: pids.get(c) for c in ("kube-apiserver", "etcd")}
@@ -329,7 +332,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def summary(rows: list[dict[str, Any]], args: argparse.Namespace, counted_by: str) -> dict[str, Any]:
     out: dict[str, Any] = {"count": args.count, "runs": args.runs, "pods": args.pods, "requests_counted_by": counted_by,
-                           "operators": {}}  # fmt: skip
+                           "operator_env": dict(getattr(args, "operator_env", []) or []), "operators": {}}  # fmt: skip
     for which in {r["operator"] for r in rows}:
         mine = [r for r in rows if r["operator"] == which]
         gc_keys = sorted({k for r in mine for k in r if k.startswith("gc_")})
@@ -360,6 +363,13 @@ def print_table(out: dict[str, Any], file: Any = None) -> None:
             print(f"{key:28}{fmt(out[key]):>12}")
 
 
+def _env_setting(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)
@@ -372,6 +382,9 @@ def main() -> int:
     parser.add_argument("--gc-stats", action="store_true",
                         help="log every garbage collection (gc.DEBUG_STATS) and report GC time per generation "
                              "(costs the operators some CPU: a diagnosis, not a measurement)")
+    parser.add_argument("--operator-env", action="append", default=[], type=_env_setting, metavar="KEY=VALUE",
+                        help="an environment variable for the project's operator only (repeatable), e.g. "
+                             "NSM_OPERATOR_GC_THRESHOLD=700 to measure a setting against the baseline")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (after the table)")
     args = parser.parse_args()
 

@@ -6,6 +6,7 @@ applies the settings object at startup.
 
 from __future__ import annotations
 
+import asyncio.sslproto
 import gc
 import logging
 from typing import Any
@@ -79,6 +80,15 @@ def tune_gc(threshold: int) -> None:
     gc.set_threshold(threshold, gen1, gen2)
 
 
+def tune_tls_reads(size: int) -> None:
+    """Read ``size`` bytes at a time from TLS connections (asyncio's SSLProtocol reads 256 KiB:
+    one such allocation per read, shrunk to what arrived, and a 256 KiB buffer per connection,
+    under a burst a fragmented heap; docs/performance.md). Applies to every connection, kopf's
+    included, from its next read."""
+    if size > 0 and isinstance(getattr(asyncio.sslproto.SSLProtocol, "max_size", None), int):
+        asyncio.sslproto.SSLProtocol.max_size = size
+
+
 @kopf.on.login()
 def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
     """The same credentials for kopf and for the operator's own client (nsm_operator.kube)."""
@@ -90,6 +100,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     cfg = OperatorSettings.from_env()
     configure_kopf(settings, cfg)
     tune_gc(cfg.gc_threshold)
+    tune_tls_reads(cfg.tls_read_bytes)
     kube = Kube(connection_info(settings), request_timeout=cfg.request_timeout_seconds)
     metrics = OperatorMetrics()
     metrics.serve(cfg.metrics_port, cfg.metrics_address)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 
@@ -62,3 +65,13 @@ def test_gc_summary_sums_each_generations_collections():
     assert summary["gc_gen0_count"] == 2 and abs(summary["gc_gen0_seconds"] - 0.003) < 1e-9
     assert summary == {**summary, "gc_gen2_count": 1, "gc_gen2_seconds": 0.35}
     assert "gc_gen1_count" not in summary
+
+
+def test_operator_env_is_key_value():
+    from operator_latency import _env_setting
+
+    assert _env_setting("NSM_OPERATOR_GC_THRESHOLD=700") == ("NSM_OPERATOR_GC_THRESHOLD", "700")
+    assert _env_setting("A=b=c") == ("A", "b=c")
+    for bad in ("NOEQUALS", "=1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _env_setting(bad)

@@ -1,4 +1,5 @@
-"""Start-up GC tuning (issue #18): what start-up made is frozen, generation 0 collects later."""
+"""Start-up tuning (issue #18): what start-up made is frozen, generation 0 collects later; TLS is
+read one record at a time."""
 
 from __future__ import annotations
 
@@ -35,3 +36,36 @@ def test_zero_leaves_the_interpreter_collector_alone(restore_gc):
 def test_a_bad_threshold_names_the_variable():
     with pytest.raises(SettingsError, match="NSM_OPERATOR_GC_THRESHOLD"):
         OperatorSettings.from_env({"NSM_OPERATOR_GC_THRESHOLD": "-5"})
+
+
+# TLS reads: asyncio's SSLProtocol reads max_size bytes at a time (a class attribute).
+
+
+@pytest.fixture
+def restore_tls_reads():
+    import asyncio.sslproto
+
+    before = asyncio.sslproto.SSLProtocol.max_size
+    yield asyncio.sslproto.SSLProtocol
+    asyncio.sslproto.SSLProtocol.max_size = before
+
+
+def test_startup_reads_tls_one_record_at_a_time(restore_tls_reads):
+    from nsm_operator.main import tune_tls_reads
+
+    restore_tls_reads.max_size = 256 * 1024
+    tune_tls_reads(OperatorSettings.from_env({}).tls_read_bytes)
+    assert restore_tls_reads.max_size == 16_384
+
+
+def test_zero_leaves_the_tls_reads_alone(restore_tls_reads):
+    from nsm_operator.main import tune_tls_reads
+
+    restore_tls_reads.max_size = 256 * 1024
+    tune_tls_reads(OperatorSettings.from_env({"NSM_OPERATOR_TLS_READ_BYTES": "0"}).tls_read_bytes)
+    assert restore_tls_reads.max_size == 256 * 1024
+
+
+def test_a_bad_tls_read_size_names_the_variable():
+    with pytest.raises(SettingsError, match="NSM_OPERATOR_TLS_READ_BYTES"):
+        OperatorSettings.from_env({"NSM_OPERATOR_TLS_READ_BYTES": "-1"})
