@@ -14,8 +14,9 @@ annotation storage are gone here (docs/performance.md, "Levers"):
   change, and one more watch event for kopf to process. :class:`StatusDiffBaseStorage` keeps the
   essence in ``status.lastHandledConfiguration`` instead, which the handler's own status write
   sets (``handlers/reconcile``); ``store`` then finds it already recorded (the operator notes
-  each successful recording write) and adds nothing. When the handler wrote no status (nothing changed, a failure
-  that raised), ``store`` puts it into kopf's patch as before: kopf's status PATCH records it.
+  each successful recording write) and adds nothing. When the handler wrote no status (nothing
+  changed, a failure that raised), ``store`` puts it into kopf's patch as before: kopf's status
+  PATCH records it.
 
 The essence is recorded by the status write that ends a successful handling, never before: kopf
 detects a creation by the *absence* of a stored essence, so an essence recorded by a handler that
@@ -55,7 +56,7 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     The essence of an object's event is remembered (``memo_size`` objects, least recently used
     first out) with the lean body it came from: the status echoes that follow a handling carry
     the same spec, labels and annotations, and serialising the lean body plus one ``json.loads``
-    replaces kopf's build through its mapping views (a third of a millisecond per event)."""
+    replaces kopf's build through its mapping views (``bench/operator_memos.py``: 86 → 12 µs)."""
 
     def __init__(self, *, memo_size: int = 2048) -> None:
         super().__init__()

@@ -10,7 +10,9 @@ import json
 import kopf
 import pytest
 
-from nsm_operator.diffbase import FIELD, LeanDiffBaseStorage, StatusDiffBaseStorage, encoded_essence, lean_body
+from nsm_operator.diffbase import (
+    FIELD, HANDLED_FIELDS, LeanDiffBaseStorage, StatusDiffBaseStorage, encoded_essence, lean_body,
+)
 
 BODY = {
     "apiVersion": "nsm.dev/v1alpha1",
@@ -187,3 +189,16 @@ def test_the_memo_is_bounded():
         body["metadata"].update(name=f"t{i}", uid=f"u-{i}")
         storage.build(body=kopf.Body(body), extra_fields=set())
     assert len(storage._memo) == 3
+
+
+def test_the_handled_fields_are_the_operator_handlers_fields():
+    """The record is built with HANDLED_FIELDS; kopf builds its essence with its handlers' fields.
+    Were they to differ, every handling would cost kopf's PATCH again (still correct)."""
+    import nsm_operator.main  # noqa: F401 - registers the handlers
+
+    from nsm.spec import API_GROUP, API_VERSION, PLURAL
+
+    registry = kopf.get_default_registry()
+    resource = kopf.Resource(API_GROUP, API_VERSION, PLURAL)
+    kopfs = registry._changing.get_extra_fields(resource) | registry._watching.get_extra_fields(resource)
+    assert kopfs == {tuple(f.split(".")) for f in HANDLED_FIELDS}
