@@ -34,7 +34,8 @@ from typing import Any
 import kopf
 import orjson
 
-__all__ = ["FIELD", "HANDLED_FIELDS", "LeanDiffBaseStorage", "StatusDiffBaseStorage", "encoded_essence", "lean_body"]
+__all__ = ["FIELD", "HANDLED_FIELDS", "LeanDiffBaseStorage", "StatusDiffBaseStorage", "crd_keeps_the_record",
+           "encoded_essence", "lean_body"]
 
 _KEPT_METADATA = ("labels", "annotations")
 FIELD = "lastHandledConfiguration"  # status.<FIELD>: the JSON of the last handled essence
@@ -101,6 +102,10 @@ class StatusDiffBaseStorage(LeanDiffBaseStorage):
     def __init__(self, recorded: Recorded | None = None) -> None:
         super().__init__()
         self.recorded = recorded
+        # False when the installed CRD has no status.lastHandledConfiguration (an operator newer
+        # than its CRD): the API server would prune the record, kopf would see a creation on every
+        # event; the essence then goes to kopf's annotation as with kopf's own storage.
+        self.in_status = True
 
     def fetch(self, *, body: Any) -> Any:
         encoded = (body.get("status") or {}).get(FIELD)
@@ -112,11 +117,26 @@ class StatusDiffBaseStorage(LeanDiffBaseStorage):
         return super().fetch(body=body)
 
     def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        if not self.in_status:
+            super().store(body=body, patch=patch, essence=essence)
+            return
         encoded = _encode(essence)
         meta = body.get("metadata") or {}
         if self.recorded is not None and self.recorded(meta.get("namespace") or "", meta.get("name") or "") == encoded:
             return  # the handler's own status write recorded it: no PATCH of kopf's
         patch.setdefault("status", {})[FIELD] = encoded
+
+
+def crd_keeps_the_record(crd: Mapping[str, Any] | None, version: str) -> bool:
+    """Whether ``crd`` (the NSMTraining CustomResourceDefinition) keeps
+    ``status.lastHandledConfiguration`` in ``version`` instead of pruning it."""
+    for served in (crd or {}).get("spec", {}).get("versions") or []:
+        if served.get("name") != version:
+            continue
+        status = ((((served.get("schema") or {}).get("openAPIV3Schema") or {}).get("properties") or {})
+                  .get("status") or {})  # fmt: skip
+        return FIELD in (status.get("properties") or {}) or bool(status.get("x-kubernetes-preserve-unknown-fields"))
+    return False
 
 
 def encoded_essence(body: Mapping[str, Any]) -> str:

@@ -18,10 +18,11 @@ from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
 from nsm_operator import watches
 from nsm_operator.builders.names import LABEL_NAME, LABEL_TRAINING, TRAINER_APP
-from nsm_operator.diffbase import StatusDiffBaseStorage
+from nsm_operator.diffbase import FIELD, StatusDiffBaseStorage, crd_keeps_the_record
+from nsm_operator.errors import TransientError
 from nsm_operator.handlers import jobs, pods, progress, resync, training
 from nsm_operator.handlers.context import OperatorContext
-from nsm_operator.kube import Kube, connection_info
+from nsm_operator.kube import ApiError, Kube, connection_info
 from nsm_operator.lifecycle import TERMINAL
 from nsm_operator.metrics import OperatorMetrics
 from nsm_operator.settings import OperatorSettings
@@ -89,6 +90,25 @@ def tune_tls_reads(size: int) -> None:
         asyncio.sslproto.SSLProtocol.max_size = size
 
 
+async def record_in_status(kube: Kube, logger: logging.Logger) -> bool:
+    """Whether the installed CRD keeps ``status.lastHandledConfiguration`` (one LIST by name: the
+    operator may list CRDs, not get them). Unknown counts as no: kopf's annotation then, which
+    costs a PATCH per handling but never a lost record."""
+    try:
+        found = await kube.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                                   params={"fieldSelector": f"metadata.name={PLURAL}.{API_GROUP}"})  # fmt: skip
+    except (ApiError, TransientError) as exc:
+        logger.warning("cannot read the NSMTraining CRD (%s): kopf's diff base stays in its annotation", exc)
+        return False
+    crd = next((c for c in (found or {}).get("items") or [] if c.get("metadata", {}).get("name") == f"{PLURAL}.{API_GROUP}"),
+               None)  # fmt: skip
+    if crd_keeps_the_record(crd, API_VERSION):
+        return True
+    logger.warning("the installed NSMTraining CRD has no status.%s (older than this operator): kopf's diff base "
+                   "stays in its annotation until the CRD is upgraded (helm upgrade, or `make crd` and apply)", FIELD)
+    return False
+
+
 @kopf.on.login()
 def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
     """The same credentials for kopf and for the operator's own client (nsm_operator.kube)."""
@@ -105,9 +125,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     metrics = OperatorMetrics()
     metrics.serve(cfg.metrics_port, cfg.metrics_address)
     memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
-    # The diff base's store asks whether the handler's status write already recorded it.
-    if isinstance(settings.persistence.diffbase_storage, StatusDiffBaseStorage):
-        settings.persistence.diffbase_storage.recorded = memo.nsm.take_recorded
+    # The diff base's store asks whether the handler's status write already recorded it; an
+    # installed CRD without the record's field keeps kopf's annotation instead (diffbase.py).
+    storage = settings.persistence.diffbase_storage
+    if isinstance(storage, StatusDiffBaseStorage):
+        storage.recorded = memo.nsm.take_recorded
+        storage.in_status = memo.nsm.record_handled = await record_in_status(kube, logger)
     memo.nsm.events.start()
     memo.nsm.spawn(resync.resync_forever(memo.nsm))
     # The children's watches, over the namespaces kopf serves (nsm-operator's --namespace /

@@ -19,9 +19,11 @@ import pytest
 import yaml
 
 import kmock as kmock_lib
+from nsm.crd import CRD_NAME, crd
 from nsm_operator.kube import Kube, connection_info
 
 NAMESPACE = "ml"
+CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
 
 RESOURCES = {
     "nsm.dev/v1alpha1/nsmtrainings": dict(kind="NSMTraining", namespaced=True, subresources={"status"},
@@ -60,6 +62,8 @@ async def k8s(kmock, tmp_path, monkeypatch):
     # The scope of the operator's own child watches: the namespace kopf serves (run_operator).
     monkeypatch.setenv("NSM_OPERATOR_NAMESPACES", NAMESPACE)
     monkeypatch.setenv("NSM_OPERATOR_REQUEST_TIMEOUT_SECONDS", "2")
+    # The installed CRD, as the operator reads it at start-up (main.record_in_status).
+    kmock.objects[CRDS, None, CRD_NAME] = crd()
     return kmock
 
 

@@ -112,6 +112,7 @@ async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Trai
         schedule_retry(ctx, training.namespace, training.name, again)
     if obs is not None and obs.state == State.running and not status.get("attemptStartTime") and obs.created_at:
         ctx.metrics.time_to_running_seconds.observe(max(0.0, (now - obs.created_at).total_seconds()))
+    handled = handled if ctx.record_handled else None
     if handled is not None:
         patch[FIELD] = handled
     patch = _status_patch(body, training, patch)

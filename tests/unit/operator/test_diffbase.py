@@ -202,3 +202,30 @@ def test_the_handled_fields_are_the_operator_handlers_fields():
     resource = kopf.Resource(API_GROUP, API_VERSION, PLURAL)
     kopfs = registry._changing.get_extra_fields(resource) | registry._watching.get_extra_fields(resource)
     assert kopfs == {tuple(f.split(".")) for f in HANDLED_FIELDS}
+
+
+def test_the_committed_crd_keeps_the_record_an_older_one_does_not():
+    from nsm.crd import crd
+    from nsm.spec import API_VERSION
+    from nsm_operator.diffbase import crd_keeps_the_record
+
+    current = crd()
+    assert crd_keeps_the_record(current, API_VERSION)
+    assert not crd_keeps_the_record(current, "v9")  # a version it does not serve
+    assert not crd_keeps_the_record(None, API_VERSION)  # no CRD found
+    older = copy.deepcopy(current)
+    status = older["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    del status["properties"][FIELD]
+    assert not crd_keeps_the_record(older, API_VERSION)
+    status["x-kubernetes-preserve-unknown-fields"] = True  # a schema that prunes nothing
+    assert crd_keeps_the_record(older, API_VERSION)
+
+
+def test_without_the_record_store_writes_kopfs_annotation():
+    storage = StatusDiffBaseStorage(lambda ns, name: encoded_essence(BODY))
+    storage.in_status = False
+    essence = storage.build(body=kopf.Body(BODY), extra_fields={("spec",)})
+    patch = kopf.Patch()
+    storage.store(body=kopf.Body(BODY), patch=patch, essence=essence)
+    assert "status" not in patch
+    assert json.loads(patch["metadata"]["annotations"]["kopf.zalando.org/last-handled-configuration"]) == essence
