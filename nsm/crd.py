@@ -278,7 +278,12 @@ def _ordered(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def crd() -> dict[str, Any]:
-    """The whole CustomResourceDefinition object."""
+    """The whole CustomResourceDefinition object (a fresh copy: it embeds this module's schema
+    constants, which a caller editing its CRD must not change for everyone else)."""
+    return copy.deepcopy(_crd())
+
+
+def _crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -137,3 +137,12 @@ def _draft4(node: Any) -> Any:
 
 def test_committed_crd_is_valid_yaml():
     assert yaml.safe_load(COMMITTED.read_text())["kind"] == "CustomResourceDefinition"
+
+
+def test_crd_returns_a_fresh_document():
+    from nsm.crd import STATUS_SCHEMA
+
+    first = crd()
+    first["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"].clear()
+    assert crd() != first and STATUS_SCHEMA["properties"]
+    assert render_crd() == COMMITTED.read_text()
