@@ -27,12 +27,12 @@ kopf's annotation; :meth:`StatusDiffBaseStorage.fetch` reads it there while the 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
-import orjson
+
+from nsm_operator.memo import WireMemo
 
 __all__ = ["FIELD", "HANDLED_FIELDS", "LeanDiffBaseStorage", "StatusDiffBaseStorage", "crd_keeps_the_record",
            "encoded_essence", "lean_body"]
@@ -61,10 +61,7 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
 
     def __init__(self, *, memo_size: int = 2048) -> None:
         super().__init__()
-        self.memo_size = memo_size
-        # Per object: the lean body it was built from, as JSON (a few hundred bytes, not a copied
-        # tree), and the essence, as JSON.
-        self._memo: OrderedDict[tuple[Any, ...], tuple[bytes, str]] = OrderedDict()
+        self._memo: WireMemo[str] = WireMemo(memo_size)  # per object: the essence, as JSON
 
     def build(self, *, body: Any, extra_fields: Iterable[Any] | None = None) -> Any:
         fields = list(extra_fields or [])
@@ -73,21 +70,10 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         lean = lean_body(body)
         meta = body.get("metadata") or {}
         key = (meta.get("namespace"), meta.get("name"), meta.get("uid"), repr(sorted(map(repr, fields))))
-        try:
-            wire = orjson.dumps(lean) if meta.get("uid") and self.memo_size > 0 else None
-        except TypeError:
-            wire = None  # not plain JSON: build every time
-        hit = self._memo.get(key) if wire is not None else None
-        if hit is not None and hit[0] == wire:
-            self._memo.move_to_end(key)
-            return json.loads(hit[1])  # a fresh object, as a build gives
-        essence = super().build(body=kopf.Body(lean), extra_fields=fields)
-        if wire is not None:
-            self._memo[key] = (wire, _encode(essence))
-            self._memo.move_to_end(key)
-            while len(self._memo) > self.memo_size:
-                self._memo.popitem(last=False)
-        return essence
+        build = super().build
+        encoded = self._memo.get(key if meta.get("uid") else None, lean,
+                                 lambda: _encode(build(body=kopf.Body(lean), extra_fields=fields)))  # fmt: skip
+        return json.loads(encoded)  # a fresh object, as a build gives
 
 
 Recorded = Callable[[str, str], "str | None"]
@@ -145,7 +131,7 @@ def encoded_essence(body: Mapping[str, Any]) -> str:
     return _encode(_BUILDER.build(body=kopf.Body(dict(body)), extra_fields=HANDLED_FIELDS))
 
 
-_BUILDER = LeanDiffBaseStorage()
+_BUILDER = LeanDiffBaseStorage(memo_size=0)  # once per handling: a memo would only hold memory
 
 
 def _encode(essence: Any) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from nsm.contract import PROGRESS_LABEL, PROGRESS_LABEL_VALUE
+from nsm.crd import CRD_NAME
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
 from nsm_operator import watches
@@ -96,12 +97,11 @@ async def record_in_status(kube: Kube, logger: logging.Logger) -> bool:
     costs a PATCH per handling but never a lost record."""
     try:
         found = await kube.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                                   params={"fieldSelector": f"metadata.name={PLURAL}.{API_GROUP}"})  # fmt: skip
+                                   params={"fieldSelector": f"metadata.name={CRD_NAME}"})  # fmt: skip
     except (ApiError, TransientError) as exc:
         logger.warning("cannot read the NSMTraining CRD (%s): kopf's diff base stays in its annotation", exc)
         return False
-    crd = next((c for c in (found or {}).get("items") or [] if c.get("metadata", {}).get("name") == f"{PLURAL}.{API_GROUP}"),
-               None)  # fmt: skip
+    crd = next((c for c in (found or {}).get("items") or [] if c.get("metadata", {}).get("name") == CRD_NAME), None)
     if crd_keeps_the_record(crd, API_VERSION):
         return True
     logger.warning("the installed NSMTraining CRD has no status.%s (older than this operator): kopf's diff base "

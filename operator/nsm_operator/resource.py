@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from nsm.spec import API_GROUP, API_VERSION, KIND, NSMTrainingSpec, SpecError, parse_spec
 
 from nsm_operator.errors import InvalidSpec
+from nsm_operator.memo import WireMemo
 
 
 @dataclass(frozen=True)
@@ -56,30 +54,19 @@ class Training:
 # The specs parsed last, per training: every Job, pod and progress event of a training
 # reconciles with the same spec, and pydantic's validation was half the cost of a Job event's
 # reconcile under a burst (docs/performance.md). A parsed spec is never mutated (nothing in the
-# operator assigns to it), so one parse serves every reconcile until the spec changes. The raw
-# spec is kept as its JSON (a few hundred bytes instead of a copied tree).
-_PARSED: OrderedDict[tuple[Any, ...], tuple[bytes, NSMTrainingSpec]] = OrderedDict()
+# operator assigns to it), so one parse serves every reconcile until the spec changes.
 PARSED_SPECS = 4096  # trainings whose parsed spec is kept (least recently used first out)
+_PARSED: WireMemo[NSMTrainingSpec] = WireMemo(PARSED_SPECS)
 
 
 def _parsed_spec(meta: Mapping[str, Any], raw: Mapping[str, Any]) -> NSMTrainingSpec:
     """``parse_spec(raw)``, reused while ``raw`` serialises as what was parsed for this object."""
-    key = (meta.get("namespace"), meta.get("name"), meta.get("uid"))
+    key = (meta.get("namespace"), meta.get("name"), meta.get("uid")) if meta.get("uid") else None
+    return _PARSED.get(key, raw, lambda: _parse(raw))
+
+
+def _parse(raw: Mapping[str, Any]) -> NSMTrainingSpec:
     try:
-        wire = orjson.dumps(raw) if meta.get("uid") else None
-    except TypeError:
-        wire = None  # not JSON (a test's odd mapping): parse every time
-    hit = _PARSED.get(key) if wire is not None else None
-    if hit is not None and hit[0] == wire:
-        _PARSED.move_to_end(key)
-        return hit[1]
-    try:
-        spec = parse_spec(dict(raw))
+        return parse_spec(dict(raw))
     except SpecError as exc:
         raise InvalidSpec(str(exc)) from None
-    if wire is not None:
-        _PARSED[key] = (wire, spec)
-        _PARSED.move_to_end(key)
-        while len(_PARSED) > PARSED_SPECS:
-            _PARSED.popitem(last=False)
-    return spec

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -64,7 +63,7 @@ async def k8s(kmock, tmp_path, monkeypatch):
     monkeypatch.setenv("NSM_OPERATOR_NAMESPACES", NAMESPACE)
     monkeypatch.setenv("NSM_OPERATOR_REQUEST_TIMEOUT_SECONDS", "2")
     # The installed CRD, as the operator reads it at start-up (main.record_in_status).
-    kmock.objects[CRDS, None, CRD_NAME] = copy.deepcopy(crd())  # crd() shares nsm.crd's constants
+    kmock.objects[CRDS, None, CRD_NAME] = crd()
     return kmock
 
 

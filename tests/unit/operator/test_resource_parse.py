@@ -55,7 +55,7 @@ def test_an_invalid_spec_raises_every_time():
 
 
 def test_the_memo_is_bounded(monkeypatch):
-    monkeypatch.setattr(resource, "PARSED_SPECS", 3)
+    monkeypatch.setattr(resource._PARSED, "size", 3)
     for i in range(10):
         body = copy.deepcopy(BODY)
         body["metadata"].update(name=f"t{i}", uid=f"u-{i}")
