@@ -112,4 +112,5 @@ async def test_children_are_created_without_reading_them_back_but_the_job_is(k8s
     await eventually(lambda: phase_is(api, "nd", "Pending"))
     for kind, name in (("ServiceAccount", "nd-trainer"), ("PersistentVolumeClaim", "nd-checkpoints"),
                        ("ConfigMap", "nd-spec"), ("Role", "nd-trainer"), ("RoleBinding", "nd-trainer")):  # fmt: skip
-        assert await api.get(kind, NAMESPACE, name), (kind, name)
+        # The ServiceAccount before the Job; the rest after the launch's status write (finishing.py).
+        assert await eventually(lambda: api.get(kind, NAMESPACE, name)), (kind, name)

@@ -15,9 +15,10 @@ async def test_create_builds_children_and_attempt_1(k8s, api, operator):
     job = await eventually(lambda: api.get("Job", NAMESPACE, "t1-a1"))
     assert job["metadata"]["labels"]["nsm.dev/attempt"] == "1"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-t1"
+    assert await api.get("ServiceAccount", NAMESPACE, "t1-trainer")  # before the Job: pod admission needs it
     for kind, name in [("PersistentVolumeClaim", "t1-checkpoints"), ("ConfigMap", "t1-spec"),
-                       ("ServiceAccount", "t1-trainer"), ("Role", "t1-trainer"), ("RoleBinding", "t1-trainer")]:
-        assert await api.get(kind, NAMESPACE, name), (kind, name)
+                       ("Role", "t1-trainer"), ("RoleBinding", "t1-trainer")]:  # fmt: skip
+        assert await eventually(lambda: api.get(kind, NAMESPACE, name)), (kind, name)  # after the launch
     st = await eventually(lambda: status_of(api, "t1"))
     assert st["phase"] == "Pending" and st["attempts"] == 1 and st["activeJob"] == "t1-a1"
     assert st["epochSummary"] == "0/100"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import kmock as kmock_lib
-from tests.operator.conftest import NAMESPACE, eventually, job_posts, phase_is, training
+from tests.operator.conftest import NAMESPACE, eventually, job_posts, phase_is, status_of, training
 
 JOBS = kmock_lib.resource("batch/v1/jobs")
 CONFIGMAPS = kmock_lib.resource("v1/configmaps")
@@ -65,4 +65,5 @@ async def test_404_on_create_stays_transient(k8s, api, operator):
     k8s["post", kmock_lib.resource("rbac.authorization.k8s.io/v1/rolebindings")][:1] << 404
     await api.create(training("p4"))
     st = await eventually(lambda: phase_is(api, "p4", "Pending"), timeout=15)
-    assert st["attempts"] == 1 and await api.get("RoleBinding", NAMESPACE, "p4-trainer")
+    assert st["attempts"] == 1 and await eventually(lambda: api.get("RoleBinding", NAMESPACE, "p4-trainer"))
+    assert (await status_of(api, "p4"))["phase"] == "Pending"

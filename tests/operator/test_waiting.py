@@ -214,14 +214,14 @@ async def test_a_pod_that_waits_before_the_launch_ends_is_in_the_launch_status(k
     """Under a burst the pod is Unschedulable before the launch's status patch lands (its event is
     held back): the launch writes phase, attempt and waiting reason in one status patch."""
 
-    async def slow_claim():
-        await asyncio.sleep(1.5)  # the PVC comes last: the launch's status waits for it
+    async def slow_job():
+        await asyncio.sleep(1.5)  # the Job is stored; its answer (and so the launch's status) waits
         return {}
 
-    k8s["post", kmock_lib.resource("v1/persistentvolumeclaims")][:1] << slow_claim
+    k8s["post", kmock_lib.resource("batch/v1/jobs")][:1] << slow_job
     await api.create(training("early"))
     await eventually(lambda: api.get("Job", NAMESPACE, "early-a1"))
-    assert status_patches(k8s) == 0  # the launch is still creating its PVC
+    assert status_patches(k8s) == 0  # the launch still waits for the Job's answer
     await add_pod(api, "early", 1, UNSCHEDULABLE)
     st = await eventually(lambda: _reason(api, "early", "Unschedulable"))
     assert st["phase"] == "Pending" and st["attempts"] == 1 and st["activeJob"] == "early-a1"

@@ -3,6 +3,7 @@
 No client, no kopf, no I/O (enforced by .importlinter); handlers create what these return.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from nsm_operator.builders.config import build_configmap, training_yaml
@@ -19,19 +20,38 @@ MULTI_NODE_ACCESS_MODE = "ReadWriteMany"
 reads ``last.pt`` when it resumes (rank 0 alone writes)."""
 
 
+ChildBuilder = Callable[[], "dict[str, Any] | None"]
+
+
+def child_builders(training: Training, access_mode: str = "ReadWriteOnce") -> list[tuple[str, ChildBuilder]]:
+    """``(kind, build)`` of every per-training child except Jobs, in creation order, for callers
+    that build a child only when its request can go (``targets/kubernetes``: under a burst a
+    thousand launches wait for the low-priority slots, each holding its parsed training instead
+    of four rendered manifests). ``build()`` returns None for a child this training has none of
+    (the PVC with ``existingClaim``, the headless Service with one node)."""
+    if training.spec.resources.nodes > 1:
+        access_mode = MULTI_NODE_ACCESS_MODE
+    return [
+        ("PersistentVolumeClaim", lambda: build_pvc(training, access_mode)),
+        ("ConfigMap", lambda: build_configmap(training)),
+        ("ConfigMap", lambda: build_progress_configmap(training)),
+        ("ServiceAccount", lambda: build_service_account(training)),
+        ("Role", lambda: build_role(training)),
+        ("RoleBinding", lambda: build_role_binding(training)),
+        ("Service", lambda: build_rendezvous_service(training)),
+    ]
+
+
 def build_children(training: Training, access_mode: str = "ReadWriteOnce") -> list[dict[str, Any]]:
     """Every per-training child except Jobs, in creation order (the PVC only if one is built,
     with ``access_mode``, ReadWriteMany with several nodes; the headless Service only with
     several nodes)."""
-    if training.spec.resources.nodes > 1:
-        access_mode = MULTI_NODE_ACCESS_MODE
-    children = [build_pvc(training, access_mode), build_configmap(training), build_progress_configmap(training),
-                build_service_account(training), build_role(training), build_role_binding(training),
-                build_rendezvous_service(training)]  # fmt: skip
-    return [c for c in children if c is not None]
+    built = (build() for _, build in child_builders(training, access_mode))
+    return [child for child in built if child is not None]
 
 
 __all__ = [
+    "ChildBuilder",
     "build_children",
     "build_configmap",
     "build_job",
@@ -42,5 +62,6 @@ __all__ = [
     "build_role_binding",
     "build_service_account",
     "checkpoint_claim_name",
+    "child_builders",
     "training_yaml",
 ]

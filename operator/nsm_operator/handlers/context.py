@@ -37,6 +37,8 @@ class OperatorContext:
     # The essence a change handler's status write recorded as status.lastHandledConfiguration,
     # per training, until kopf's diff base storage takes it (nsm_operator/diffbase.py).
     recorded: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (namespace, name, attempt) of the launches whose later children are being made (finishing.py).
+    finishing: set[tuple[str, str, int]] = field(default_factory=set)
     # False while the installed CRD would prune that field (main.record_in_status).
     record_handled: bool = True
     # Kubernetes Events: record() queues, workers started by main.startup post (events.py).

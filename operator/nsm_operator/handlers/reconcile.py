@@ -19,6 +19,7 @@ from nsm_operator.diffbase import FIELD
 from nsm_operator.errors import ForeignObject, InvalidSpec, Rejected, TargetUnavailable
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
+from nsm_operator.handlers.finishing import LaunchFailure, current, finish_later
 from nsm_operator.handlers.foreign import foreign_job_event
 from nsm_operator.handlers.waiting import early_waiting, end_if_stuck, follow_up
 from nsm_operator.lifecycle import (
@@ -29,7 +30,8 @@ from nsm_operator.resource import Training
 from nsm_operator.targets import Target, get_target
 from nsm_operator.targets.base import TargetContext
 
-__all__ = ["epoch_summary", "mark_failed", "now_utc", "on_delete", "reconcile", "schedule_retry"]
+__all__ = ["epoch_summary", "finish_resumed_launch", "mark_failed", "now_utc", "on_delete", "reconcile",
+           "schedule_retry"]
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +50,13 @@ async def reconcile(
     body: Mapping[str, Any] | None = None,
     reread: bool = False,
     handled: str | None = None,
+    failure: LaunchFailure | None = None,
 ) -> None:
     """Reconcile ``namespace/name``. ``job``: a Job body from a watch event (saves a GET);
     ``body``: the training as kopf just delivered it; ``handled``: the essence of ``body`` that
     kopf stores once its change handler returns (``diffbase.encoded_essence``), recorded by this
-    reconcile's status write so that kopf needs no PATCH of its own.
+    reconcile's status write so that kopf needs no PATCH of its own; ``failure``: a launch that
+    cannot be finished (``handlers/finishing``): its attempt, if still the current one, fails.
 
     The training is the newest of: ``body``, the last watch event, the response of our own last
     status patch (all kept in ``ctx.bodies``); a GET only when none is known, or ``reread``.
@@ -68,11 +72,11 @@ async def reconcile(
             ctx.remember(fresh)
         if (fresh.get("metadata") or {}).get("deletionTimestamp"):
             return
-        await _reconcile_locked(ctx, fresh, job, handled)
+        await _reconcile_locked(ctx, fresh, job, handled, failure)
 
 
 async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: Mapping[str, Any] | None,
-                            handled: str | None = None) -> None:  # fmt: skip
+                            handled: str | None = None, failure: LaunchFailure | None = None) -> None:  # fmt: skip
     status: Mapping[str, Any] = body.get("status") or {}
     if status.get("phase") in TERMINAL:
         return
@@ -83,7 +87,7 @@ async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: 
         await mark_failed(ctx, body, reason=type(exc).__name__, message=str(exc))
         raise
     try:
-        await _advance(ctx, body, training, target, job, handled)
+        await _advance(ctx, body, training, target, job, handled, failure)
     except Rejected as exc:
         # A permanent 4xx: the same request would be refused again, so fail instead of looping.
         await mark_failed(ctx, body, reason=exc.reason, message=str(exc))
@@ -91,15 +95,22 @@ async def _reconcile_locked(ctx: OperatorContext, body: Mapping[str, Any], job: 
 
 
 async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Training, target: Target,
-                   job: Mapping[str, Any] | None, handled: str | None = None) -> None:  # fmt: skip
+                   job: Mapping[str, Any] | None, handled: str | None = None,
+                   failure: LaunchFailure | None = None) -> None:  # fmt: skip
     """Observe, step, act and write the status of one validated training. The status write is
-    the last thing that can fail, so ``handled`` is recorded only by a handling that succeeds."""
+    the last thing that can fail, so ``handled`` is recorded only by a handling that succeeds;
+    a launch's later children are started after it (``handlers/finishing``)."""
     status: Mapping[str, Any] = body.get("status") or {}
     if job is not None and foreign_job_event(ctx.events, body, training, job):
         return  # a Job this training does not control changes nothing (a Warning was posted)
     tctx = TargetContext(training=training, status=status, settings=ctx.settings, kube=ctx.kube, body=body)
     now = now_utc()
-    obs = await end_if_stuck(target, tctx, await _observe(target, tctx, job), now)
+    if failure is not None:
+        obs = await _failed_launch(target, tctx, failure)
+        if obs is None:
+            return  # that attempt is over already
+    else:
+        obs = await end_if_stuck(target, tctx, await _observe(target, tctx, job), now)
     result = step(training.spec, status, obs, now, ctx.settings.price_per_gpu_hour)
     patch: dict[str, Any] = dict(result.status)
     if obs is not None and obs.state in (State.succeeded, State.failed):
@@ -121,6 +132,45 @@ async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Trai
     if handled is not None:
         ctx.recorded[(training.namespace, training.name)] = handled  # written now, or already there
     _record(ctx, body, training, patch, result)
+    if tctx.unfinished is not None:
+        _finish_later(ctx, target, tctx, tctx.unfinished)
+
+
+async def _failed_launch(target: Target, tctx: TargetContext, failure: LaunchFailure) -> Observation | None:
+    """The failure of the current attempt's launch, its Job deleted first (no pod may start with
+    a child the training does not control); None if that attempt is no longer the current one."""
+    status = tctx.status
+    if int(status.get("attempts") or 0) != failure.attempt or status.get("phase") in (RETRYING, SUSPENDED):
+        return None
+    await target.stop(tctx)
+    return Observation(State.failed, reason=failure.reason, message=failure.message, retryable=False)
+
+
+def _finish_later(ctx: OperatorContext, target: Target, tctx: TargetContext, attempt: int,
+                  resumed: bool = False) -> None:  # fmt: skip
+    namespace, name = tctx.training.namespace, tctx.training.name
+    finish_later(ctx, target, tctx, attempt, resumed=resumed,
+                 fail=lambda failure: reconcile(ctx, namespace, name, failure=failure))  # fmt: skip
+
+
+async def finish_resumed_launch(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
+    """After an operator restart: the current attempt, if on, makes sure of its later children
+    (the operator may have stopped before it made them). ``body``: as kopf delivered it, for when
+    no newer one is cached."""
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
+    body = ctx.cached(namespace, name) or body
+    status = body.get("status") or {}
+    attempt = int(status.get("attempts") or 0)
+    if not attempt or not status.get("activeJob") or not current(ctx, namespace, name, attempt):
+        return
+    try:
+        training = Training.from_body(body)
+        target = get_target(training.spec.target.value, ctx.settings)
+    except (InvalidSpec, TargetUnavailable):
+        return
+    tctx = TargetContext(training=training, status=status, settings=ctx.settings, kube=ctx.kube, body=body)
+    _finish_later(ctx, target, tctx, attempt, resumed=True)
 
 
 async def _observe(target: Target, tctx: TargetContext, job: Mapping[str, Any] | None) -> Observation | None:

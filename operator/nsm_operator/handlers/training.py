@@ -11,15 +11,19 @@ from nsm_operator.diffbase import encoded_essence
 from nsm_operator.errors import InvalidSpec
 from nsm_operator.handlers.boundary import guarded, in_background
 from nsm_operator.handlers.context import OperatorContext
-from nsm_operator.handlers.reconcile import epoch_summary, mark_failed, now_utc, on_delete, reconcile
+from nsm_operator.handlers.reconcile import (
+    epoch_summary, finish_resumed_launch, mark_failed, now_utc, on_delete, reconcile,
+)  # fmt: skip
 from nsm_operator.lifecycle import TERMINAL, cost_estimate, running_gpu_seconds
 from nsm_operator.resource import Training
 
 log = logging.getLogger(__name__)
 
 
-async def on_create_or_resume(ctx: OperatorContext, body: Mapping[str, Any], namespace: str, name: str) -> None:
-    """Validate before anything is created; then children and the current attempt."""
+async def on_create_or_resume(ctx: OperatorContext, body: Mapping[str, Any], namespace: str, name: str,
+                              resumed: bool = False) -> None:  # fmt: skip
+    """Validate before anything is created; then children and the current attempt. ``resumed``
+    (the operator restarted): an attempt that is on also makes sure of its later children."""
 
     async def work() -> None:
         try:
@@ -28,6 +32,8 @@ async def on_create_or_resume(ctx: OperatorContext, body: Mapping[str, Any], nam
             await mark_failed(ctx, body, reason="InvalidSpec", message=str(exc))
             raise
         await reconcile(ctx, namespace, name, body=body, handled=encoded_essence(body))
+        if resumed:
+            await finish_resumed_launch(ctx, body)
 
     await guarded(ctx, "create", work)
 

@@ -27,6 +27,9 @@ class TargetContext:
     launched: Mapping[str, Any] | None = None
     """Set by ``launch``: the attempt as it was just created or found (a Job), so the caller
     observes it in the same reconcile instead of on its watch event (one status write)."""
+    unfinished: int | None = None
+    """Set by ``launch``: the attempt whose later needs (:meth:`Target.finish_launch`) are still
+    to be made; the caller finishes them after its status write, without the training's lock."""
 
     def created(self) -> None:
         if self.on_created is not None:
@@ -48,6 +51,13 @@ class Target(Protocol):
         before it may start (an earlier attempt's pod still terminating) starts nothing and
         returns ``{"reason": …, "message": …}`` saying what it waits for; the caller calls
         ``launch`` again later."""
+        ...
+
+    async def finish_launch(self, ctx: TargetContext, resumed: bool = False) -> None:
+        """Make what the current attempt needs only after it started (a Job's PVC, ConfigMaps
+        and RBAC), for a ``launch`` that set ``ctx.unfinished``; ``resumed``: after an operator
+        restart, when it may be done already. Idempotent. Raises ``ForeignObject`` or
+        ``Rejected`` (the attempt cannot go on) and ``TransientError`` (try again)."""
         ...
 
     async def observe(self, ctx: TargetContext) -> Observation:

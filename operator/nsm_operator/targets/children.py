@@ -38,11 +38,19 @@ def retained_pvc(obj: Mapping[str, Any], training: Training) -> bool:
             and labels.get(LABEL_MANAGED_BY) == MANAGED_BY and labels.get(LABEL_TRAINING) == training.name)  # fmt: skip
 
 
+async def child_exists(kube: Kube, training: Training, child: Mapping[str, Any]) -> bool:
+    """Whether ``child`` exists and is this training's (one GET; anything else says no, and
+    :func:`ensure_child` then decides what it is)."""
+    found = await kube.get(child["kind"], training.namespace, child["metadata"]["name"])
+    return found is not None and owned_by(found, training.uid)
+
+
 async def ensure_child(kube: Kube, training: Training, child: Mapping[str, Any],
-                       decode: bool = True) -> Mapping[str, Any] | None:  # fmt: skip
+                       decode: bool = True, rewrite: bool = True) -> Mapping[str, Any] | None:  # fmt: skip
     """Create ``child`` unless it exists; when it exists, use it only if it is ours (see module).
     Returns the object as created (``decode=False``: ``child`` itself, the response unread), or
-    as found when it was this training's already."""
+    as found when it was this training's already. ``rewrite=False`` leaves an existing spec
+    ConfigMap of this training as it is."""
     created = await kube.create_object(child, decode=decode)
     if created:
         return created
@@ -51,7 +59,7 @@ async def ensure_child(kube: Kube, training: Training, child: Mapping[str, Any],
     if existing is None:
         raise TransientError(f"{kind} {name} existed at create and was gone at read; trying again", 1.0)
     if owned_by(existing, training.uid):
-        if kind == "ConfigMap" and "data" in child:
+        if rewrite and kind == "ConfigMap" and "data" in child:
             # Spec changes apply from the next attempt: rewrite the spec it reads.
             await kube.patch("ConfigMap", training.namespace, name, {"data": child["data"]})
         return existing

@@ -9,14 +9,14 @@ from typing import Any
 
 from nsm.contract import is_retryable, parse_time
 
-from nsm_operator.builders import build_children, build_job
+from nsm_operator.builders import build_job, child_builders
 from nsm_operator.builders.names import CONTAINER_NAME, LABEL_ATTEMPT, LABEL_TRAINING, job_name
 from nsm_operator.diagnosis import PREVIOUS_ATTEMPT
 from nsm_operator.errors import TransientError
 from nsm_operator.lifecycle import Observation, State
 from nsm_operator.ownership import describe_owner, owned_by
 from nsm_operator.targets.base import TargetContext
-from nsm_operator.targets.children import ensure_child
+from nsm_operator.targets.children import child_exists, ensure_child
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 _FIRST = ("ServiceAccount", "Service")
@@ -123,30 +123,40 @@ class KubernetesTarget:
             return {"activeJob": None, "reason": PREVIOUS_ATTEMPT,
                     "message": f"attempt {attempt} waits for pod {names} of an earlier attempt to terminate"}  # fmt: skip
 
-        async def ensure(child: dict[str, Any]) -> None:
-            await ensure_child(ctx.kube, training, child, decode=False)  # only the Job is read
-
-        async def ensure_later(child: dict[str, Any]) -> None:
-            async with ctx.kube.low_priority():
-                await ensure(child)
-
         # Pod admission needs the ServiceAccount, so it goes first (with a multi-node training's
-        # Service: its pods look each other up as soon as they start); the Job then goes out
-        # together with the PVC, ConfigMap and RBAC, which the pod needs only later (the scheduler
-        # waits for the claim, the kubelet for the ConfigMap) and which queue behind other
-        # trainings' Jobs under a burst (bench/operator_latency.py).
-        children = build_children(training, ctx.settings.checkpoint_access_mode)
-        first = [c for c in children if c["kind"] in _FIRST]
-        rest = [c for c in children if c["kind"] not in _FIRST]
-        await asyncio.gather(*(ensure(c) for c in first))
+        # Service: its pods look each other up as soon as they start), then the Job. The PVC,
+        # ConfigMaps and RBAC, which the pod needs only later (the scheduler waits for the claim,
+        # the kubelet for the ConfigMap), are finish_launch's: under a burst they queue behind
+        # other trainings' Jobs (bench/operator_latency.py), and the training's lock (its Job and
+        # pod events) need not wait for them.
+        firsts = (build() for kind, build in child_builders(training, ctx.settings.checkpoint_access_mode)
+                  if kind in _FIRST)  # fmt: skip
+        await asyncio.gather(*(ensure_child(ctx.kube, training, c, decode=False) for c in firsts if c is not None))
         job = build_job(training, attempt, ctx.settings)
-        async def create_job() -> None:
-            ctx.launched = observed_part(await ensure_child(ctx.kube, training, job))
-            ctx.created()
-
-        await asyncio.gather(create_job(), *(ensure_later(c) for c in rest))
+        ctx.launched = observed_part(await ensure_child(ctx.kube, training, job))
+        ctx.created()
+        ctx.unfinished = attempt
         await self.prune(ctx, attempt)
         return {"activeJob": job["metadata"]["name"]}
+
+    async def finish_launch(self, ctx: TargetContext, resumed: bool = False) -> None:
+        """The children the attempt's pod needs later, one at a time in creation order, each built
+        when a low-priority slot is free (a thousand waiting launches hold no manifests), so that
+        the last one existing means all did: a resumed launch looks for that one first. A resumed
+        launch leaves an existing spec ConfigMap as it is (spec changes apply from the next
+        attempt; this one may have read it already)."""
+        training = ctx.training
+        later = [build for kind, build in child_builders(training, ctx.settings.checkpoint_access_mode)
+                 if kind not in _FIRST]  # fmt: skip
+        if resumed and later:
+            last = later[-1]()
+            if last is not None and await child_exists(ctx.kube, training, last):
+                return
+        for build in later:
+            async with ctx.kube.low_priority():
+                child = build()
+                if child is not None:
+                    await ensure_child(ctx.kube, training, child, decode=False, rewrite=not resumed)
 
     async def prune(self, ctx: TargetContext, attempt: int) -> None:
         """Delete the Jobs of attempts older than the newest ``job_history_limit`` before

@@ -139,6 +139,9 @@ class ModalTarget:
         error = {"reason": exc.reason, "message": exc.message, "retryable": exc.retryable}
         return {"attempt": attempt, "callId": None, "launching": None, "error": error}
 
+    async def finish_launch(self, ctx: TargetContext, resumed: bool = False) -> None:
+        """Nothing: a Modal call needs nothing made after it started."""
+
     async def observe(self, ctx: TargetContext) -> Observation:
         attempt = int(ctx.status.get("attempts") or 0)
         modal = ctx.status.get("modal") or {}

@@ -43,3 +43,12 @@ def test_a_raising_computation_keeps_nothing():
         with pytest.raises(ValueError):
             memo.get("k", {"a": 1}, boom)
     assert len(memo) == 0
+
+
+def test_an_entry_keeps_a_digest_of_the_input_not_the_input():
+    memo, (calls, compute) = WireMemo(4), counting()
+    big = {"spec": "x" * 10_000}
+    memo.get("k", big, compute)
+    (kept, value), = memo._entries.values()
+    assert len(kept) == 32 and value == 1  # SHA-256: an entry's size does not grow with its input
+    assert memo.get("k", {"spec": "x" * 10_000}, compute) == 1 and memo.get("k", {"spec": "y"}, compute) == 2

@@ -162,7 +162,8 @@ class _Creates(_Kube):
 
     def __init__(self, existing=()):
         super().__init__([])
-        self.created, self.existing = [], {(o["kind"], o["metadata"]["name"]): o for o in existing}
+        self.created, self.patched = [], []
+        self.existing = {(o["kind"], o["metadata"]["name"]): o for o in existing}
 
     async def create_object(self, obj, decode=True):
         self.created.append((obj["kind"], obj["metadata"]["name"]))
@@ -175,7 +176,7 @@ class _Creates(_Kube):
         return self.existing.get((kind, name))
 
     async def patch(self, kind, namespace, name, body):
-        pass
+        self.patched.append((kind, name))
 
     def low_priority(self):
         import contextlib
@@ -202,6 +203,66 @@ async def test_a_multi_node_launch_creates_the_service_first_and_again_on_a_retr
         ctx = TargetContext(training=training, status={"attempts": 1}, settings=OperatorSettings(), kube=kube)
         assert (await KubernetesTarget().launch(ctx, 2))["activeJob"] == "t-a2"
         assert ("Service", "t-rdzv") in kube.created and ("Job", "t-a2") in kube.created
+
+
+async def test_a_launch_makes_what_the_pod_starts_with_and_leaves_the_rest_to_finish_launch(make_training):
+    from nsm_operator.settings import OperatorSettings
+    from nsm_operator.targets.base import TargetContext
+    from nsm_operator.targets.kubernetes import KubernetesTarget
+
+    kube = _Creates()
+    ctx = TargetContext(training=make_training(name="t"), status={"attempts": 0}, settings=OperatorSettings(), kube=kube)
+    assert (await KubernetesTarget().launch(ctx, 1))["activeJob"] == "t-a1"
+    assert kube.created == [("ServiceAccount", "t-trainer"), ("Job", "t-a1")] and ctx.unfinished == 1
+    assert ctx.launched["metadata"]["name"] == "t-a1"
+    kube.created.clear()
+    await KubernetesTarget().finish_launch(ctx)
+    # In creation order, one at a time: the last one made means every one before it was.
+    assert kube.created == [("PersistentVolumeClaim", "t-checkpoints"), ("ConfigMap", "t-spec"),
+                            ("ConfigMap", "t-progress"), ("Role", "t-trainer"), ("RoleBinding", "t-trainer")]  # fmt: skip
+
+
+async def test_a_resumed_finish_reads_the_last_child_and_leaves_an_existing_spec_alone(make_training):
+    from nsm_operator.builders import build_children
+    from nsm_operator.settings import OperatorSettings
+    from nsm_operator.targets.base import TargetContext
+    from nsm_operator.targets.kubernetes import KubernetesTarget
+
+    training = make_training(name="t")
+    children = {c["metadata"]["name"] + "/" + c["kind"]: c for c in build_children(training, "ReadWriteOncePod")}
+    settings = OperatorSettings()
+    # All made: the RoleBinding (the last) is found, nothing else is asked for.
+    kube = _Creates(children.values())
+    ctx = TargetContext(training=training, status={"attempts": 1}, settings=settings, kube=kube)
+    await KubernetesTarget().finish_launch(ctx, resumed=True)
+    assert kube.created == [] and kube.patched == []
+    # The operator stopped before the RoleBinding: everything is ensured, the spec kept as it is.
+    kube = _Creates([c for key, c in children.items() if not key.endswith("/RoleBinding")])
+    ctx = TargetContext(training=training, status={"attempts": 1}, settings=settings, kube=kube)
+    await KubernetesTarget().finish_launch(ctx, resumed=True)
+    assert kube.created[-1] == ("RoleBinding", "t-trainer") and len(kube.created) == 5 and kube.patched == []
+    # Not resumed (a new attempt): the existing spec ConfigMap is rewritten.
+    await KubernetesTarget().finish_launch(ctx)
+    assert kube.patched == [("ConfigMap", "t-spec")]
+
+
+async def test_finish_launch_raises_for_a_foreign_child(make_training):
+    import pytest
+
+    from nsm_operator.builders import build_configmap
+    from nsm_operator.errors import ForeignObject
+    from nsm_operator.settings import OperatorSettings
+    from nsm_operator.targets.base import TargetContext
+    from nsm_operator.targets.kubernetes import KubernetesTarget
+
+    training = make_training(name="t")
+    foreign = build_configmap(training)
+    foreign["metadata"]["ownerReferences"] = []
+    kube = _Creates([foreign])
+    ctx = TargetContext(training=training, status={"attempts": 1}, settings=OperatorSettings(), kube=kube)
+    with pytest.raises(ForeignObject, match="ConfigMap ml/t-spec already exists and is not this training's"):
+        await KubernetesTarget().finish_launch(ctx)
+    assert ("Role", "t-trainer") not in kube.created  # nothing after it
 
 
 async def test_a_foreign_service_fails_the_launch(make_training):

@@ -1,0 +1,99 @@
+"""The rest of a launch, made after its status write and without the training's lock.
+
+A launch creates what the attempt needs to start (the ServiceAccount, the Job) under the
+training's lock, writes the status and returns; what the pod needs only later (the checkpoint
+PVC, the ConfigMaps, the trainer's RBAC: ``Target.finish_launch``) is made here, in the
+background. Under a burst those children wait for the low-priority request slots for many
+seconds; while they did so inside the reconcile, every Job and pod event of the training queued
+behind its lock, and kopf kept the creation's handler state (docs/performance.md, session 6).
+
+What can go wrong goes back through the reconcile, under the lock:
+
+* a child whose name someone else's object holds (``ForeignObject``) or that the API server
+  refuses for good (``Rejected``): the attempt fails, final, and its Job is deleted first, so
+  that no pod starts with an object the training does not control;
+* anything transient: tried again with doubling delays (capped) for as long as the attempt is
+  the training's current one; an attempt that cannot start ends by its own
+  ``startupTimeoutSeconds``.
+
+An operator restart loses nothing: on resume, an attempt that is still on makes sure of its
+children again (``resumed=True``: one GET when they are all there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nsm_operator.errors import ForeignObject, Rejected, TransientError
+from nsm_operator.handlers.boundary import in_background
+from nsm_operator.handlers.context import OperatorContext
+from nsm_operator.lifecycle import RETRYING, SUSPENDED, TERMINAL
+from nsm_operator.targets import Target
+from nsm_operator.targets.base import TargetContext
+
+log = logging.getLogger(__name__)
+
+MAX_DELAY = 60.0  # seconds between tries at most: an API server away for minutes is noticed soon
+
+
+@dataclass(frozen=True)
+class LaunchFailure:
+    """Attempt ``attempt`` cannot go on: a child it needs was refused (``reason``, ``message``)."""
+
+    attempt: int
+    reason: str
+    message: str
+
+
+Fail = Callable[[LaunchFailure], Awaitable[None]]
+
+
+def current(ctx: OperatorContext, namespace: str, name: str, attempt: int) -> bool:
+    """Whether attempt ``attempt`` is the training's current one and on, as last seen: by the
+    cached body, else (a body without a resourceVersion is not cached) by the last phase seen."""
+    over = TERMINAL | {RETRYING, SUSPENDED}
+    body = ctx.cached(namespace, name)
+    if body is None:
+        key = (namespace, name)
+        return key in ctx.phases and ctx.phases[key] not in over  # not in: deleted (forgotten)
+    status = body.get("status") or {}
+    return (int(status.get("attempts") or 0) == attempt and bool(status.get("activeJob"))
+            and status.get("phase") not in over)  # fmt: skip
+
+
+def finish_later(ctx: OperatorContext, target: Target, tctx: TargetContext, attempt: int, fail: Fail,
+                 resumed: bool = False) -> None:  # fmt: skip
+    """Start finishing attempt ``attempt``'s launch in the background, unless that runs already."""
+    key = (tctx.training.namespace, tctx.training.name, attempt)
+    if key in ctx.finishing:
+        return
+    ctx.finishing.add(key)
+    ctx.spawn(_finish(ctx, target, tctx, attempt, fail, resumed))
+
+
+async def _finish(ctx: OperatorContext, target: Target, tctx: TargetContext, attempt: int, fail: Fail,
+                  resumed: bool) -> None:  # fmt: skip
+    namespace, name = tctx.training.namespace, tctx.training.name
+    failures = 0
+    try:
+        while current(ctx, namespace, name, attempt):
+            try:
+                await target.finish_launch(tctx, resumed=resumed)
+                return
+            except (ForeignObject, Rejected) as exc:
+                reason = exc.reason if isinstance(exc, Rejected) else "ForeignObject"
+                failure = LaunchFailure(attempt, reason, str(exc))
+                await in_background(ctx, "children", lambda: fail(failure))
+                return
+            except TransientError as exc:
+                failures += 1
+                delay = min(MAX_DELAY, exc.delay * 2 ** (failures - 1))
+                ctx.metrics.reconcile_errors_total.labels("children").inc()
+                log.warning("%s/%s: children of attempt %d: %s (try %d, again in %.1fs)",
+                            namespace, name, attempt, exc, failures, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+    finally:
+        ctx.finishing.discard((namespace, name, attempt))
