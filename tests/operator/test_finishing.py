@@ -4,6 +4,8 @@ finishes what a stopped operator left undone."""
 
 from __future__ import annotations
 
+import asyncio
+
 import kmock as kmock_lib
 from tests.operator.conftest import NAMESPACE, eventually, phase_is, run_operator, training
 from tests.operator.test_faults import fresh_api
@@ -52,6 +54,24 @@ async def test_a_transient_error_on_a_later_child_is_tried_again(k8s, api, opera
     assert operator.ctx.metrics.registry.get_sample_value(
         "nsm_operator_reconcile_errors_total", {"handler": "children"}) >= 1  # fmt: skip
     assert not operator.ctx.finishing
+
+
+async def test_children_that_keep_failing_are_given_up_once_the_attempt_is_over(k8s, api, operator):
+    """Transient errors are retried only while the attempt is on: suspended, the loop ends."""
+    k8s["post", CONFIGMAPS] << 500  # (kmock stores the object all the same: the answer is what fails)
+    await api.create(training("gu"))
+    await eventually(lambda: phase_is(api, "gu", "Pending"))
+    metric = {"handler": "children"}
+    registry = operator.ctx.metrics.registry
+    await eventually(lambda: (registry.get_sample_value("nsm_operator_reconcile_errors_total", metric) or 0) >= 1)
+    assert operator.ctx.finishing == {(NAMESPACE, "gu", 1)}
+    await api.patch("NSMTraining", NAMESPACE, "gu", {"spec": {"suspend": True}, "metadata": {"generation": 2}})
+    await eventually(lambda: phase_is(api, "gu", "Suspended"))
+    await eventually(lambda: not operator.ctx.finishing, timeout=15)  # the next look finds it over
+    tries = registry.get_sample_value("nsm_operator_reconcile_errors_total", metric)
+    assert await phase_is(api, "gu", "Suspended")
+    await asyncio.sleep(3)
+    assert registry.get_sample_value("nsm_operator_reconcile_errors_total", metric) == tries  # no more tries
 
 
 async def test_a_restart_makes_the_children_a_stopped_operator_left_undone(k8s, api):

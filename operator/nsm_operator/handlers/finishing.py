@@ -71,7 +71,10 @@ def finish_later(ctx: OperatorContext, target: Target, tctx: TargetContext, atte
     if key in ctx.finishing:
         return
     ctx.finishing.add(key)
-    ctx.spawn(_finish(ctx, target, tctx, attempt, fail, resumed))
+    # Only what finish_launch reads: under a burst a thousand of these wait for the slots, and
+    # the reconcile's body and status are stale by then anyway (failures re-read them).
+    slim = TargetContext(training=tctx.training, status={}, settings=tctx.settings, kube=tctx.kube)
+    ctx.spawn(_finish(ctx, target, slim, attempt, fail, resumed))
 
 
 async def _finish(ctx: OperatorContext, target: Target, tctx: TargetContext, attempt: int, fail: Fail,
@@ -95,5 +98,8 @@ async def _finish(ctx: OperatorContext, target: Target, tctx: TargetContext, att
                 log.warning("%s/%s: children of attempt %d: %s (try %d, again in %.1fs)",
                             namespace, name, attempt, exc, failures, delay)  # fmt: skip
                 await asyncio.sleep(delay)
+    except Exception:  # noqa: BLE001 - a background task: say so, never die silently
+        log.exception("%s/%s: children of attempt %d: unexpected error; the attempt's startupTimeoutSeconds "
+                      "ends it if its pod cannot start", namespace, name, attempt)  # fmt: skip
     finally:
         ctx.finishing.discard((namespace, name, attempt))
