@@ -10,6 +10,7 @@ create -> "already exists", a permanent 4xx on create or patch (``errors.is_perm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -21,9 +22,12 @@ import orjson
 
 from nsm.spec import API_GROUP, API_VERSION, PLURAL
 
+from nsm_operator.admission import LATER, URGENT, Admission, priority
 from nsm_operator.errors import Rejected, TransientError, is_permanent
 
 log = logging.getLogger(__name__)
+
+POOL = 64  # connections of the request session, and requests in flight (Kube.admission)
 
 # kind -> (apiVersion, plural) of everything the operator touches.
 KINDS: dict[str, tuple[str, str]] = {
@@ -105,8 +109,12 @@ class Kube:
         # connection per watch), so they never take the request pool's slots.
         self._stream_session: aiohttp.ClientSession | None = None
         self.transient_delay = transient_delay
-        # Requests that may trail (children a pod needs only later) queue here, so that under a
-        # burst the API server sees the Job creations first. Created lazily (needs a loop).
+        # Every request but the watch streams takes one of POOL slots, most urgent first (the
+        # launch's Job before status writes before the children a pod needs only later), so that
+        # aiohttp, first come first served, never queues one itself.
+        self.admission = Admission(POOL)
+        # Requests that may trail also queue here, at most this many at once, so that under a
+        # burst they leave the API server to the Job creations. Created lazily (needs a loop).
         self._low_priority: asyncio.Semaphore | None = None
         self.low_priority_slots = 8
         # Called with every NSMTraining a status patch returns (the operator's body cache).
@@ -114,7 +122,7 @@ class Kube:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = self._new_session(limit=64)
+            self._session = self._new_session(limit=POOL)
         return self._session
 
     def _get_stream_session(self) -> aiohttp.ClientSession:
@@ -131,11 +139,21 @@ class Kube:
             timeout=self._timeout,
         )
 
-    def low_priority(self) -> asyncio.Semaphore:
-        """``async with kube.low_priority(): …`` for requests that may wait behind others."""
+    @contextlib.asynccontextmanager
+    async def low_priority(self) -> AsyncIterator[None]:
+        """``async with kube.low_priority(): …`` for requests that may wait behind others: at
+        most ``low_priority_slots`` such blocks at once, their requests admitted last."""
         if self._low_priority is None:
             self._low_priority = asyncio.Semaphore(self.low_priority_slots)
-        return self._low_priority
+        async with self._low_priority:
+            with priority(LATER):
+                yield
+
+    @staticmethod
+    def urgent() -> contextlib.AbstractContextManager[None]:
+        """``with kube.urgent(): …`` for the requests a user waits for (a launch's Job): admitted
+        before every other waiting request."""
+        return priority(URGENT)
 
     async def close(self) -> None:
         for session in (self._session, self._stream_session):
@@ -151,7 +169,7 @@ class Kube:
         data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
         try:
-            async with self._get_session().request(
+            async with self.admission.slot(), self._get_session().request(
                 method, self.server + path, data=data, params=params, headers=headers
             ) as resp:
                 if not decode and resp.status < 400:

@@ -4,6 +4,7 @@ No client, no kopf, no I/O (enforced by .importlinter); handlers create what the
 """
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from nsm_operator.builders.config import build_configmap, training_yaml
@@ -32,13 +33,13 @@ def child_builders(training: Training, access_mode: str = "ReadWriteOnce") -> li
     if training.spec.resources.nodes > 1:
         access_mode = MULTI_NODE_ACCESS_MODE
     return [
-        ("PersistentVolumeClaim", lambda: build_pvc(training, access_mode)),
-        ("ConfigMap", lambda: build_configmap(training)),
-        ("ConfigMap", lambda: build_progress_configmap(training)),
-        ("ServiceAccount", lambda: build_service_account(training)),
-        ("Role", lambda: build_role(training)),
-        ("RoleBinding", lambda: build_role_binding(training)),
-        ("Service", lambda: build_rendezvous_service(training)),
+        ("PersistentVolumeClaim", partial(build_pvc, training, access_mode)),
+        ("ConfigMap", partial(build_configmap, training)),
+        ("ConfigMap", partial(build_progress_configmap, training)),
+        ("ServiceAccount", partial(build_service_account, training)),
+        ("Role", partial(build_role, training)),
+        ("RoleBinding", partial(build_role_binding, training)),
+        ("Service", partial(build_rendezvous_service, training)),
     ]
 
 

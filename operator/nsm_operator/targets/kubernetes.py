@@ -9,7 +9,7 @@ from typing import Any
 
 from nsm.contract import is_retryable, parse_time
 
-from nsm_operator.builders import build_job, child_builders
+from nsm_operator.builders import build_configmap, build_job, child_builders
 from nsm_operator.builders.names import CONTAINER_NAME, LABEL_ATTEMPT, LABEL_TRAINING, job_name
 from nsm_operator.diagnosis import PREVIOUS_ATTEMPT
 from nsm_operator.errors import TransientError
@@ -124,16 +124,20 @@ class KubernetesTarget:
                     "message": f"attempt {attempt} waits for pod {names} of an earlier attempt to terminate"}  # fmt: skip
 
         # Pod admission needs the ServiceAccount, so it goes first (with a multi-node training's
-        # Service: its pods look each other up as soon as they start), then the Job. The PVC,
-        # ConfigMaps and RBAC, which the pod needs only later (the scheduler waits for the claim,
-        # the kubelet for the ConfigMap), are finish_launch's: under a burst they queue behind
-        # other trainings' Jobs (bench/operator_latency.py), and the training's lock (its Job and
-        # pod events) need not wait for them.
-        firsts = (build() for kind, build in child_builders(training, ctx.settings.checkpoint_access_mode)
-                  if kind in _FIRST)  # fmt: skip
-        await asyncio.gather(*(ensure_child(ctx.kube, training, c, decode=False) for c in firsts if c is not None))
-        job = build_job(training, attempt, ctx.settings)
-        ctx.launched = observed_part(await ensure_child(ctx.kube, training, job))
+        # Service: its pods look each other up as soon as they start), then the Job; a later
+        # attempt's pod reads the spec ConfigMap, rewritten first (spec changes apply from the
+        # next attempt). The PVC, ConfigMaps and RBAC, which the pod needs only later (the
+        # scheduler waits for the claim, the kubelet for the ConfigMap), are finish_launch's:
+        # under a burst they queue behind other trainings' Jobs (bench/operator_latency.py), and
+        # the training's lock (its Job and pod events) need not wait for them. These requests are
+        # urgent: a user waits for the Job, so they pass status writes and reads (admission.py).
+        again = int(ctx.status.get("attempts") or 0) >= 1
+        firsts = [build() for kind, build in child_builders(training, ctx.settings.checkpoint_access_mode)
+                  if kind in _FIRST or (again and getattr(build, "func", None) is build_configmap)]  # fmt: skip
+        with ctx.kube.urgent():
+            await asyncio.gather(*(ensure_child(ctx.kube, training, c, decode=False) for c in firsts if c is not None))
+            job = build_job(training, attempt, ctx.settings)
+            ctx.launched = observed_part(await ensure_child(ctx.kube, training, job))
         ctx.created()
         ctx.unfinished = attempt
         await self.prune(ctx, attempt)

@@ -183,6 +183,11 @@ class _Creates(_Kube):
 
         return contextlib.nullcontext()
 
+    def urgent(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
 
 async def test_a_multi_node_launch_creates_the_service_first_and_again_on_a_retry(make_training):
     from nsm_operator.builders import build_rendezvous_service
@@ -220,6 +225,21 @@ async def test_a_launch_makes_what_the_pod_starts_with_and_leaves_the_rest_to_fi
     # In creation order, one at a time: the last one made means every one before it was.
     assert kube.created == [("PersistentVolumeClaim", "t-checkpoints"), ("ConfigMap", "t-spec"),
                             ("ConfigMap", "t-progress"), ("Role", "t-trainer"), ("RoleBinding", "t-trainer")]  # fmt: skip
+
+
+async def test_a_later_attempt_rewrites_the_spec_before_its_job(make_training):
+    """Spec changes apply from the next attempt: its pod must not start from the old spec."""
+    from nsm_operator.builders import build_configmap
+    from nsm_operator.settings import OperatorSettings
+    from nsm_operator.targets.base import TargetContext
+    from nsm_operator.targets.kubernetes import KubernetesTarget
+
+    training = make_training(name="t")
+    kube = _Creates([build_configmap(training)])
+    ctx = TargetContext(training=training, status={"attempts": 1}, settings=OperatorSettings(), kube=kube)
+    assert (await KubernetesTarget().launch(ctx, 2))["activeJob"] == "t-a2"
+    assert kube.created.index(("ConfigMap", "t-spec")) < kube.created.index(("Job", "t-a2"))
+    assert kube.patched == [("ConfigMap", "t-spec")]
 
 
 async def test_a_resumed_finish_reads_the_last_child_and_leaves_an_existing_spec_alone(make_training):
