@@ -1,14 +1,15 @@
 """Request admission by priority: a bounded number of requests in flight, the waiting ones let
-in most urgent first.
+in most urgent first, and the non-urgent ones held to a share of the slots.
 
 The operator's client sends every request through one :class:`Admission` as wide as its
 connection pool, so aiohttp never queues a request itself (its queue is first come, first
 served). Under a burst of new trainings the API server is the bottleneck, and what a user waits
-for is each training's Job: the launch's ServiceAccount and Job are ``URGENT`` and pass the
-status writes, reads and Events (``NORMAL``) that queued before them, which in turn pass the
-children a pod needs only later (``LATER``, ``Kube.low_priority``). The priority of a request is
-the one in force where it is made (a context variable), so the code between the launch and the
-HTTP call need not pass it on.
+for is each training's Job: the launch's ServiceAccount and Job are ``URGENT``; everything else
+(status writes, reads, Events: ``NORMAL``; the children a pod needs only later: ``LATER``,
+``Kube.low_priority``) waits behind them and, all together, holds at most ``shared`` slots, so
+that the API server's time goes to the Jobs first however many follow-ups are ready. The
+priority of a request is the one in force where it is made (a context variable), so the code
+between the launch and the HTTP call need not pass it on.
 """
 
 from __future__ import annotations
@@ -40,14 +41,17 @@ def current_priority() -> int:
 
 
 class Admission:
-    """At most ``size`` holders at once; waiters are admitted by priority (lower first), then in
-    the order they came. A waiter cancelled while it waits takes no slot with it."""
+    """At most ``size`` holders at once, of them at most ``shared`` below ``URGENT``; waiters
+    are admitted by priority (lower first), then in the order they came. A waiter cancelled while
+    it waits takes no slot with it."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, shared: int | None = None) -> None:
         if size < 1:
             raise ValueError(f"an admission needs at least one slot, not {size}")
         self.size = size
+        self.shared = size if shared is None else max(1, min(shared, size))
         self._free = size
+        self._shared_used = 0
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
@@ -57,37 +61,52 @@ class Admission:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting)
+        return sum(1 for entry in self._waiting if not entry[2].done())
 
     @contextlib.asynccontextmanager
     async def slot(self, level: int | None = None) -> AsyncIterator[None]:
         """Hold one slot for the block; ``level``: the priority (default: the one in force)."""
-        await self._acquire(current_priority() if level is None else level)
+        level = current_priority() if level is None else level
+        await self._acquire(level)
         try:
             yield
         finally:
-            self._release()
+            self._release(level)
 
     async def _acquire(self, level: int) -> None:
-        if self._free > 0:  # only live waiters are queued, and they are admitted on release
-            self._free -= 1
-            return
         entry = (level, next(self._order), asyncio.get_running_loop().create_future())
         heapq.heappush(self._waiting, entry)
+        self._admit()
+        if entry[2].done():
+            return
         try:
             await entry[2]
         except asyncio.CancelledError:
             if entry[2].done() and not entry[2].cancelled():
-                self._release()  # admitted as it was cancelled: the slot goes to the next one
+                self._release(level)  # admitted as it was cancelled: the slot goes to the next one
             elif entry in self._waiting:
                 self._waiting.remove(entry)
                 heapq.heapify(self._waiting)
+                self._admit()  # it may have held back the ones behind it
             raise
 
-    def _release(self) -> None:
-        while self._waiting:
-            waiter = heapq.heappop(self._waiting)[2]
-            if not waiter.done():  # (a cancelled one not yet out of the queue is skipped)
-                waiter.set_result(None)  # the slot passes on directly
-                return
+    def _release(self, level: int) -> None:
         self._free += 1
+        if level != URGENT:
+            self._shared_used -= 1
+        self._admit()
+
+    def _admit(self) -> None:
+        """Let in waiters from the front while there is room for the one at the front."""
+        while self._waiting and self._free > 0:
+            level, _, waiter = self._waiting[0]
+            if waiter.done():  # cancelled, not yet out of the queue
+                heapq.heappop(self._waiting)
+                continue
+            if level != URGENT and self._shared_used >= self.shared:
+                return  # only an urgent one may pass now, and it would be at the front
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            if level != URGENT:
+                self._shared_used += 1
+            waiter.set_result(None)

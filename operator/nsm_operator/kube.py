@@ -28,6 +28,7 @@ from nsm_operator.errors import Rejected, TransientError, is_permanent
 log = logging.getLogger(__name__)
 
 POOL = 64  # connections of the request session, and requests in flight (Kube.admission)
+SHARED = 8  # of them, the requests that are not a launch's: status writes, reads, Events, later children
 
 # kind -> (apiVersion, plural) of everything the operator touches.
 KINDS: dict[str, tuple[str, str]] = {
@@ -111,8 +112,9 @@ class Kube:
         self.transient_delay = transient_delay
         # Every request but the watch streams takes one of POOL slots, most urgent first (the
         # launch's Job before status writes before the children a pod needs only later), so that
-        # aiohttp, first come first served, never queues one itself.
-        self.admission = Admission(POOL)
+        # aiohttp, first come first served, never queues one itself; all but the launch's share
+        # SHARED of them, so that under a burst the follow-ups leave the API server to the Jobs.
+        self.admission = Admission(POOL, shared=SHARED)
         # Requests that may trail also queue here, at most this many at once, so that under a
         # burst they leave the API server to the Job creations. Created lazily (needs a loop).
         self._low_priority: asyncio.Semaphore | None = None

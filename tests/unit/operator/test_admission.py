@@ -100,3 +100,19 @@ async def test_the_priority_in_force_reaches_tasks_started_inside():
 def test_an_admission_needs_a_slot():
     with pytest.raises(ValueError, match="at least one slot"):
         Admission(0)
+
+
+async def test_the_non_urgent_hold_at_most_their_share_and_the_urgent_pass_them():
+    admission, log, gate = Admission(4, shared=1), [], asyncio.Event()
+    first = asyncio.create_task(_hold(admission, NORMAL, log, "normal-1", gate))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(_hold(admission, LATER, log, "later", gate))
+    third = asyncio.create_task(_hold(admission, NORMAL, log, "normal-2", gate))
+    await asyncio.sleep(0)
+    assert log == ["normal-1"] and admission.in_flight == 1 and admission.waiting == 2  # slots free, share used
+    urgent = [asyncio.create_task(_hold(admission, URGENT, log, f"urgent-{i}", gate)) for i in range(3)]
+    await asyncio.sleep(0)
+    assert log[1:] == ["urgent-0", "urgent-1", "urgent-2"] and admission.in_flight == 4
+    gate.set()
+    await asyncio.gather(first, second, third, *urgent)
+    assert log[4:] == ["normal-2", "later"] and admission.in_flight == 0
