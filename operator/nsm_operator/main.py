@@ -155,9 +155,8 @@ def _ctx(memo: kopf.Memo) -> OperatorContext:
 
 @kopf.on.resume(*TRAININGS)
 @kopf.on.create(*TRAININGS)
-async def create(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, reason: kopf.Reason,
-                 **_: Any) -> None:  # fmt: skip
-    await training.on_create_or_resume(_ctx(memo), body, namespace, name, resumed=reason == kopf.Reason.RESUME)
+async def create(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    await training.on_create_or_resume(_ctx(memo), body, namespace, name)
 
 
 @kopf.on.update(*TRAININGS, field="spec")

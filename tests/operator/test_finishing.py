@@ -92,6 +92,25 @@ async def test_a_restart_makes_the_children_a_stopped_operator_left_undone(k8s, 
         assert (await phase_is(api, "rs", "Pending"))["attempts"] == 1
 
 
+async def test_an_attempt_launched_before_its_creation_was_recorded_gets_its_children(k8s, api):
+    """An earlier operator launched it from its Job's event and stopped before the create handler
+    recorded the creation: kopf calls the create handler again, which finishes the launch."""
+    from nsm_operator.builders import build_job
+    from nsm_operator.resource import Training
+    from nsm_operator.settings import OperatorSettings
+
+    body = training("lr")
+    await api.create(body)
+    await api.create(build_job(Training.from_body(body), 1, OperatorSettings()))
+    await api.patch("NSMTraining", NAMESPACE, "lr", {"status": {"phase": "Pending", "attempts": 1,
+                                                                "activeJob": "lr-a1"}}, subresource="status")  # fmt: skip
+    async with run_operator():
+        for kind, suffix in LATER:
+            assert await eventually(lambda: api.get(kind, NAMESPACE, f"lr-{suffix}"), timeout=15), (kind, suffix)
+        assert (await phase_is(api, "lr", "Pending"))["attempts"] == 1
+    assert len(list(k8s["post", kmock_lib.resource("batch/v1/jobs")])) == 1  # the test's own: no second Job
+
+
 async def test_a_restart_with_the_children_made_reads_one_and_writes_none(k8s, api):
     async with run_operator() as op:
         await api.create(training("rd"))

@@ -37,8 +37,10 @@ class OperatorContext:
     # The essence a change handler's status write recorded as status.lastHandledConfiguration,
     # per training, until kopf's diff base storage takes it (nsm_operator/diffbase.py).
     recorded: dict[tuple[str, str], str] = field(default_factory=dict)
-    # (namespace, name, attempt) of the launches whose later children are being made (finishing.py).
+    # (namespace, name, attempt) of the launches whose later children are being made (finishing.py),
+    # and per training the attempt whose later children this process has made.
     finishing: set[tuple[str, str, int]] = field(default_factory=set)
+    finished: dict[tuple[str, str], int] = field(default_factory=dict)
     # False while the installed CRD would prune that field (main.record_in_status).
     record_handled: bool = True
     # Kubernetes Events: record() queues, workers started by main.startup post (events.py).
@@ -78,6 +80,7 @@ class OperatorContext:
         self.warned = {key for key in self.warned if key[:2] != (namespace, name)}
         self.early_pods.pop((namespace, name), None)
         self.recorded.pop((namespace, name), None)
+        self.finished.pop((namespace, name), None)
         timer = self.timers.pop((namespace, name), None)
         if timer is not None:
             timer.cancel()

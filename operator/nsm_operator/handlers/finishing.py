@@ -16,8 +16,9 @@ What can go wrong goes back through the reconcile, under the lock:
   the training's current one; an attempt that cannot start ends by its own
   ``startupTimeoutSeconds``.
 
-An operator restart loses nothing: on resume, an attempt that is still on makes sure of its
-children again (``resumed=True``: one GET when they are all there).
+An operator restart loses nothing: when the create or resume handler finds an attempt on that
+this process has not finished (an earlier operator launched it, and may have stopped before its
+children were made), it makes sure of them (``resumed=True``: one GET when they are all there).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def finish_later(ctx: OperatorContext, target: Target, tctx: TargetContext, atte
                  resumed: bool = False) -> None:  # fmt: skip
     """Start finishing attempt ``attempt``'s launch in the background, unless that runs already."""
     key = (tctx.training.namespace, tctx.training.name, attempt)
-    if key in ctx.finishing:
+    if key in ctx.finishing or (resumed and ctx.finished.get(key[:2]) == attempt):
         return
     ctx.finishing.add(key)
     # Only what finish_launch reads: under a burst a thousand of these wait for the slots, and
@@ -85,6 +86,7 @@ async def _finish(ctx: OperatorContext, target: Target, tctx: TargetContext, att
         while current(ctx, namespace, name, attempt):
             try:
                 await target.finish_launch(tctx, resumed=resumed)
+                ctx.finished[(namespace, name)] = attempt
                 return
             except (ForeignObject, Rejected) as exc:
                 reason = exc.reason if isinstance(exc, Rejected) else "ForeignObject"

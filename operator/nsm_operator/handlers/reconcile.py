@@ -154,9 +154,11 @@ def _finish_later(ctx: OperatorContext, target: Target, tctx: TargetContext, att
 
 
 async def finish_resumed_launch(ctx: OperatorContext, body: Mapping[str, Any]) -> None:
-    """After an operator restart: the current attempt, if on, makes sure of its later children
-    (the operator may have stopped before it made them). ``body``: as kopf delivered it, for when
-    no newer one is cached."""
+    """The current attempt, if on and not launched and finished by this process, makes sure of
+    its later children: an earlier operator may have stopped before it made them. kopf calls the
+    create handler, not the resume one, for a training whose launch an earlier operator wrote from
+    a Job event before its creation was recorded. ``body``: as kopf delivered it, for when no newer
+    one is cached."""
     meta = body.get("metadata") or {}
     namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
     body = ctx.cached(namespace, name) or body

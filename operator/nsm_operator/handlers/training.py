@@ -20,10 +20,10 @@ from nsm_operator.resource import Training
 log = logging.getLogger(__name__)
 
 
-async def on_create_or_resume(ctx: OperatorContext, body: Mapping[str, Any], namespace: str, name: str,
-                              resumed: bool = False) -> None:  # fmt: skip
-    """Validate before anything is created; then children and the current attempt. ``resumed``
-    (the operator restarted): an attempt that is on also makes sure of its later children."""
+async def on_create_or_resume(ctx: OperatorContext, body: Mapping[str, Any], namespace: str, name: str) -> None:
+    """Validate before anything is created; then children and the current attempt. An attempt
+    that is on and that this process did not launch also makes sure of its later children (an
+    earlier operator may have stopped before it made them)."""
 
     async def work() -> None:
         try:
@@ -32,8 +32,7 @@ async def on_create_or_resume(ctx: OperatorContext, body: Mapping[str, Any], nam
             await mark_failed(ctx, body, reason="InvalidSpec", message=str(exc))
             raise
         await reconcile(ctx, namespace, name, body=body, handled=encoded_essence(body))
-        if resumed:
-            await finish_resumed_launch(ctx, body)
+        await finish_resumed_launch(ctx, body)
 
     await guarded(ctx, "create", work)
 

@@ -99,9 +99,18 @@ def test_op_sigkill_during_a_burst_loses_nothing_and_duplicates_nothing(nsmt, op
                                    for c in [*build_children(training), build_job(training, 1, settings)]}  # fmt: skip
     # The PVC, ConfigMaps and RBAC follow the launch's status write (handlers/finishing.py): wait
     # until every training has at least its own, then compare exactly.
-    children = wait_for(lambda: (found := _children(nsmt, core_v1, rbac_v1))
-                        and all(expected[n] <= found.get(n, set()) for n in names) and found,
-                        120, "every training's children", operator.log, interval=1.0)  # fmt: skip
+    seen: dict[str, set] = {}
+
+    def complete() -> dict | None:
+        seen.clear()
+        seen.update(_children(nsmt, core_v1, rbac_v1))
+        return dict(seen) if all(expected[n] <= seen.get(n, set()) for n in names) else None
+
+    def missing() -> str:
+        lacking = {n: sorted(expected[n] - seen.get(n, set())) for n in names if expected[n] - seen.get(n, set())}
+        return f"{operator.log()}\nmissing children: {lacking}"
+
+    children = wait_for(complete, 120, "every training's children", missing, interval=1.0)
     assert set(children) == set(names), "children labelled for a training that does not exist"
     for name in names:
         # Exactly the builders' children, controlled as the builders say (by this training): no
