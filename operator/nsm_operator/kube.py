@@ -115,8 +115,9 @@ class Kube:
         # aiohttp, first come first served, never queues one itself; all but the launch's share
         # SHARED of them, so that under a burst the follow-ups leave the API server to the Jobs.
         self.admission = Admission(POOL, shared=SHARED)
-        # Requests that may trail also queue here, at most this many at once, so that under a
-        # burst they leave the API server to the Job creations. Created lazily (needs a loop).
+        # Blocks of requests that may trail (the children a pod needs only later) also queue
+        # here, at most this many at once, so that a waiting one has built nothing yet. Created
+        # lazily (needs a loop).
         self._low_priority: asyncio.Semaphore | None = None
         self.low_priority_slots = 8
         # Called with every NSMTraining a status patch returns (the operator's body cache).

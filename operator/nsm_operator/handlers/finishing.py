@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from nsm_operator.errors import ForeignObject, Rejected, TransientError
 from nsm_operator.handlers.boundary import in_background
@@ -34,10 +35,12 @@ from nsm_operator.handlers.context import OperatorContext
 from nsm_operator.lifecycle import RETRYING, SUSPENDED, TERMINAL
 from nsm_operator.targets import Target
 from nsm_operator.targets.base import TargetContext
+from nsm_operator.watches import backoff_delay
 
 log = logging.getLogger(__name__)
 
 MAX_DELAY = 60.0  # seconds between tries at most: an API server away for minutes is noticed soon
+_OVER = TERMINAL | {RETRYING, SUSPENDED}
 
 
 @dataclass(frozen=True)
@@ -52,24 +55,34 @@ class LaunchFailure:
 Fail = Callable[[LaunchFailure], Awaitable[None]]
 
 
+def attempt_on(status: Mapping[str, Any], attempt: int) -> bool:
+    """Whether ``status`` says attempt ``attempt`` is the current one and on (not ended, retrying
+    or suspended)."""
+    return int(status.get("attempts") or 0) == attempt and status.get("phase") not in _OVER
+
+
 def current(ctx: OperatorContext, namespace: str, name: str, attempt: int) -> bool:
     """Whether attempt ``attempt`` is the training's current one and on, as last seen: by the
     cached body, else (a body without a resourceVersion is not cached) by the last phase seen."""
-    over = TERMINAL | {RETRYING, SUSPENDED}
     body = ctx.cached(namespace, name)
     if body is None:
         key = (namespace, name)
-        return key in ctx.phases and ctx.phases[key] not in over  # not in: deleted (forgotten)
+        return key in ctx.phases and ctx.phases[key] not in _OVER  # not in: deleted (forgotten)
     status = body.get("status") or {}
-    return (int(status.get("attempts") or 0) == attempt and bool(status.get("activeJob"))
-            and status.get("phase") not in over)  # fmt: skip
+    return bool(status.get("activeJob")) and attempt_on(status, attempt)
+
+
+def finished_or_finishing(ctx: OperatorContext, namespace: str, name: str, attempt: int) -> bool:
+    """Whether this process makes, or has made, attempt ``attempt``'s later children."""
+    return (namespace, name, attempt) in ctx.finishing or ctx.finished.get((namespace, name)) == attempt
 
 
 def finish_later(ctx: OperatorContext, target: Target, tctx: TargetContext, attempt: int, fail: Fail,
                  resumed: bool = False) -> None:  # fmt: skip
-    """Start finishing attempt ``attempt``'s launch in the background, unless that runs already."""
+    """Start finishing attempt ``attempt``'s launch in the background, unless that runs already
+    (or, ``resumed``, has been done by this process)."""
     key = (tctx.training.namespace, tctx.training.name, attempt)
-    if key in ctx.finishing or (resumed and ctx.finished.get(key[:2]) == attempt):
+    if key in ctx.finishing or (resumed and finished_or_finishing(ctx, *key)):
         return
     ctx.finishing.add(key)
     # Only what finish_launch reads: under a burst a thousand of these wait for the slots, and
@@ -95,7 +108,7 @@ async def _finish(ctx: OperatorContext, target: Target, tctx: TargetContext, att
                 return
             except TransientError as exc:
                 failures += 1
-                delay = min(MAX_DELAY, exc.delay * 2 ** (failures - 1))
+                delay = backoff_delay(failures, base=exc.delay, cap=MAX_DELAY)
                 ctx.metrics.reconcile_errors_total.labels("children").inc()
                 log.warning("%s/%s: children of attempt %d: %s (try %d, again in %.1fs)",
                             namespace, name, attempt, exc, failures, delay)  # fmt: skip

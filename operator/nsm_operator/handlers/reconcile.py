@@ -19,7 +19,7 @@ from nsm_operator.diffbase import FIELD
 from nsm_operator.errors import ForeignObject, InvalidSpec, Rejected, TargetUnavailable
 from nsm_operator.handlers.boundary import in_background
 from nsm_operator.handlers.context import OperatorContext
-from nsm_operator.handlers.finishing import LaunchFailure, current, finish_later
+from nsm_operator.handlers.finishing import LaunchFailure, attempt_on, current, finish_later, finished_or_finishing
 from nsm_operator.handlers.foreign import foreign_job_event
 from nsm_operator.handlers.waiting import early_waiting, end_if_stuck, follow_up
 from nsm_operator.lifecycle import (
@@ -139,8 +139,7 @@ async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Trai
 async def _failed_launch(target: Target, tctx: TargetContext, failure: LaunchFailure) -> Observation | None:
     """The failure of the current attempt's launch, its Job deleted first (no pod may start with
     a child the training does not control); None if that attempt is no longer the current one."""
-    status = tctx.status
-    if int(status.get("attempts") or 0) != failure.attempt or status.get("phase") in (RETRYING, SUSPENDED):
+    if not attempt_on(tctx.status, failure.attempt):
         return None
     await target.stop(tctx)
     return Observation(State.failed, reason=failure.reason, message=failure.message, retryable=False)
@@ -166,6 +165,8 @@ async def finish_resumed_launch(ctx: OperatorContext, body: Mapping[str, Any]) -
     attempt = int(status.get("attempts") or 0)
     if not attempt or not status.get("activeJob") or not current(ctx, namespace, name, attempt):
         return
+    if finished_or_finishing(ctx, namespace, name, attempt):
+        return  # launched by this process (a fresh creation): nothing to read, not even the spec
     try:
         training = Training.from_body(body)
         target = get_target(training.spec.target.value, ctx.settings)
