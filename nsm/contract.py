@@ -118,7 +118,9 @@ def iso(ts: datetime | float | None = None) -> str:
         ts = now_utc()
     elif not isinstance(ts, datetime):
         ts = datetime.fromtimestamp(ts, timezone.utc)
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if ts.tzinfo is not timezone.utc:
+        ts = ts.astimezone(timezone.utc)  # naive = local time, as datetime.astimezone reads it
+    return f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}Z"
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -84,10 +84,9 @@ def set_condition(
         cond = dict(cond)
         if cond.get("type") == type_:
             found = True
-            if cond.get("status") != value:
-                cond["lastTransitionTime"] = iso(now)
+            if cond.get("status") != value or "lastTransitionTime" not in cond:
+                cond["lastTransitionTime"] = iso(now)  # formatted only when written: every reconcile calls this
             cond.update(status=value, reason=reason, message=message)
-            cond.setdefault("lastTransitionTime", iso(now))
         out.append(cond)
     if not found:
         out.append({"type": type_, "status": value, "reason": reason, "message": message,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,6 +36,11 @@ def test_exit_code_table():
 def test_times_and_json():
     t = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     assert iso(t) == "2026-01-02T03:04:05Z" == iso(t.timestamp())
+    # Other offsets are converted to UTC; microseconds are dropped; the year is four digits.
+    assert iso(datetime(2026, 1, 2, 5, 4, 5, 999999, tzinfo=timezone(timedelta(hours=2)))) == "2026-01-02T03:04:05Z"
+    assert iso(datetime(999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)) == "0999-12-31T23:59:59Z"
+    naive = t.replace(tzinfo=None)  # local time, as datetime.astimezone reads it
+    assert iso(naive) == naive.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert parse_time(iso(t)) == t == parse_time(t.timestamp()) == parse_time(t.replace(tzinfo=None))
     assert parse_time("") is None and parse_time(None) is None and parse_time(True) is None
     assert json_safe({"a": [float("nan"), 1.5, (float("inf"),)], 2: {"b": 1}}) == {"a": [None, 1.5, [None]], "2": {"b": 1}}

@@ -162,6 +162,9 @@ def test_condition_transition_time_changes_only_with_status():
     assert c2[0]["lastTransitionTime"] == iso(T0) and c2[0]["reason"] == "B"
     c3 = set_condition(c2, "Running", False, "C", "", T0 + timedelta(seconds=9))
     assert c3[0]["lastTransitionTime"] == iso(T0 + timedelta(seconds=9)) and c3[0]["status"] == "False"
+    # A condition written without a time (by hand, or an old operator) gets one, once.
+    c4 = set_condition([{"type": "Running", "status": "False"}], "Running", False, "D", "", T0)
+    assert c4[0]["lastTransitionTime"] == iso(T0) and c4[0]["reason"] == "D"
 
 
 def test_cost_helpers():
