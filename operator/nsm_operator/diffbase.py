@@ -39,8 +39,9 @@ __all__ = ["FIELD", "HANDLED_FIELDS", "LeanDiffBaseStorage", "StatusDiffBaseStor
 
 _KEPT_METADATA = ("labels", "annotations")
 FIELD = "lastHandledConfiguration"  # status.<FIELD>: the JSON of the last handled essence
-# The fields kopf adds to the essence for the operator's change handlers (main.update's field).
-HANDLED_FIELDS = ("spec",)
+# The fields kopf adds to the essence for the operator's change handlers (main.update's field), as
+# kopf's registry gives them (field paths), so that a memo key made from either is the same.
+HANDLED_FIELDS = (("spec",),)
 
 
 def lean_body(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,13 +68,19 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         fields = list(extra_fields or [])
         if any(_outside_essence(field) for field in fields):
             return super().build(body=body, extra_fields=fields)  # a handler follows status/metadata
+        return json.loads(self.encoded(body, fields))  # a fresh object, as a build gives
+
+    def encoded(self, body: Mapping[str, Any], fields: Iterable[Any] = HANDLED_FIELDS) -> str:
+        """The essence of ``body`` as JSON (``fields``: essence fields only), from the memo while
+        the lean body is unchanged. The create handler asks for the essence kopf built for the
+        same event a moment earlier (``OperatorContext.essence``): a memo hit."""
+        fields = list(fields)
         lean = lean_body(body)
         meta = body.get("metadata") or {}
         key = (meta.get("namespace"), meta.get("name"), meta.get("uid"), repr(sorted(map(repr, fields))))
         build = super().build
-        encoded = self._memo.get(key if meta.get("uid") else None, lean,
-                                 lambda: _encode(build(body=kopf.Body(lean), extra_fields=fields)))  # fmt: skip
-        return json.loads(encoded)  # a fresh object, as a build gives
+        return self._memo.get(key if meta.get("uid") else None, lean,
+                              lambda: _encode(build(body=kopf.Body(lean), extra_fields=fields)))  # fmt: skip
 
 
 Recorded = Callable[[str, str], "str | None"]
@@ -127,11 +134,12 @@ def crd_keeps_the_record(crd: Mapping[str, Any] | None, version: str) -> bool:
 
 def encoded_essence(body: Mapping[str, Any]) -> str:
     """The essence kopf stores after handling ``body``, as ``status.lastHandledConfiguration``
-    holds it (``StatusDiffBaseStorage`` builds it the same way: same class, same key)."""
-    return _encode(_BUILDER.build(body=kopf.Body(dict(body)), extra_fields=HANDLED_FIELDS))
+    holds it (``StatusDiffBaseStorage`` builds it the same way: same class, same key). Without a
+    memo; the operator asks its kopf storage's (``LeanDiffBaseStorage.encoded``)."""
+    return _BUILDER.encoded(dict(body))
 
 
-_BUILDER = LeanDiffBaseStorage(memo_size=0)  # once per handling: a memo would only hold memory
+_BUILDER = LeanDiffBaseStorage(memo_size=0)
 
 
 def _encode(essence: Any) -> str:

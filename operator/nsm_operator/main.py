@@ -131,6 +131,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     if isinstance(storage, StatusDiffBaseStorage):
         storage.recorded = memo.nsm.take_recorded
         storage.in_status = memo.nsm.record_handled = await record_in_status(kube, logger)
+        memo.nsm.essence = storage.encoded
     memo.nsm.events.start()
     memo.nsm.spawn(resync.resync_forever(memo.nsm))
     # The children's watches, over the namespaces kopf serves (nsm-operator's --namespace /

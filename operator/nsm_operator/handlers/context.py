@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 from dataclasses import dataclass, field
 from socket import gethostname
 
+from nsm_operator.diffbase import encoded_essence
 from nsm_operator.events import EventRecorder
 from nsm_operator.kube import Kube, without_managed_fields
 from nsm_operator.metrics import OperatorMetrics
@@ -43,6 +44,9 @@ class OperatorContext:
     finished: dict[tuple[str, str], int] = field(default_factory=dict)
     # False while the installed CRD would prune that field (main.record_in_status).
     record_handled: bool = True
+    # The essence kopf stores after a handling of a body, as JSON: kopf's diff base storage's,
+    # whose memo holds what kopf built for the same event (main.startup), else built anew.
+    essence: Callable[[Mapping[str, Any]], str] = encoded_essence
     # Kubernetes Events: record() queues, workers started by main.startup post (events.py).
     events: EventRecorder = field(init=False)
 

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from nsm_operator.diffbase import encoded_essence
 from nsm_operator.errors import InvalidSpec
 from nsm_operator.handlers.boundary import guarded, in_background
 from nsm_operator.handlers.context import OperatorContext
@@ -31,7 +30,7 @@ async def on_create_or_resume(ctx: OperatorContext, body: Mapping[str, Any], nam
         except InvalidSpec as exc:
             await mark_failed(ctx, body, reason="InvalidSpec", message=str(exc))
             raise
-        await reconcile(ctx, namespace, name, body=body, handled=encoded_essence(body))
+        await reconcile(ctx, namespace, name, body=body, handled=ctx.essence(body))
         await finish_resumed_launch(ctx, body)
 
     await guarded(ctx, "create", work)
@@ -39,7 +38,7 @@ async def on_create_or_resume(ctx: OperatorContext, body: Mapping[str, Any], nam
 
 async def on_spec_change(ctx: OperatorContext, body: Mapping[str, Any], namespace: str, name: str) -> None:
     """spec.suspend flips act now; other spec changes apply from the next attempt."""
-    await guarded(ctx, "update", lambda: reconcile(ctx, namespace, name, body=body, handled=encoded_essence(body)))
+    await guarded(ctx, "update", lambda: reconcile(ctx, namespace, name, body=body, handled=ctx.essence(body)))
 
 
 async def on_external_delete(ctx: OperatorContext, body: Mapping[str, Any]) -> None:

@@ -182,6 +182,22 @@ def test_a_changed_essence_is_built_again(change):
     assert storage.build(body=kopf.Body(body), extra_fields=fields) == stock
 
 
+def test_the_handlers_essence_is_the_one_kopf_built_for_the_event(monkeypatch):
+    """The create handler asks kopf's storage for the essence of the body kopf just delivered:
+    the same JSON as a fresh build, taken from the memo (no second build)."""
+    storage = StatusDiffBaseStorage()
+    kopfs = storage.build(body=kopf.Body(BODY), extra_fields={("spec",)})  # kopf's _detect_causes
+    builds = []
+    original = kopf.AnnotationsDiffBaseStorage.build
+    monkeypatch.setattr(kopf.AnnotationsDiffBaseStorage, "build",
+                        lambda self, **kw: builds.append(1) or original(self, **kw))  # fmt: skip
+    assert storage.encoded(kopf.Body(BODY)) == encoded_essence(BODY) == json.dumps(kopfs, separators=(",", ":"))
+    assert len(builds) == 1  # encoded_essence's own build; the storage's answer came from its memo
+    changed = copy.deepcopy(BODY)
+    changed["spec"]["epochs"] = 6
+    assert json.loads(storage.encoded(changed))["spec"]["epochs"] == 6 and len(builds) == 2
+
+
 def test_the_memo_is_bounded():
     storage = LeanDiffBaseStorage(memo_size=3)
     for i in range(10):
@@ -201,7 +217,7 @@ def test_the_handled_fields_are_the_operator_handlers_fields():
     registry = kopf.get_default_registry()
     resource = kopf.Resource(API_GROUP, API_VERSION, PLURAL)
     kopfs = registry._changing.get_extra_fields(resource) | registry._watching.get_extra_fields(resource)
-    assert kopfs == {tuple(f.split(".")) for f in HANDLED_FIELDS}
+    assert kopfs == set(HANDLED_FIELDS)
 
 
 def test_the_committed_crd_keeps_the_record_an_older_one_does_not():
