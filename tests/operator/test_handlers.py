@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from tests.operator.conftest import (
@@ -135,3 +136,37 @@ async def test_a_job_deleted_by_someone_else_is_recreated(k8s, api, operator):
     await eventually(lambda: api.get("Job", NAMESPACE, "d-a1"))
     assert (await status_of(api, "d"))["attempts"] == 1
     assert len(job_posts(k8s)) == 2
+
+
+async def test_a_job_event_with_nothing_new_is_not_reconciled(k8s, api, operator, monkeypatch):
+    """The launch's own Job, echoed by the watch, and a Job change outside what the reconcile
+    reads (an annotation) reach no reconcile; a status change does."""
+    from nsm_operator.handlers import reconcile as module
+    from nsm_operator.targets.kubernetes import observed_part
+
+    taken = []
+    inner = module._reconcile_locked
+
+    async def spy(ctx, body, job, *args, **kwargs):
+        if job is not None:
+            taken.append(dict(job.get("status") or {}))
+        return await inner(ctx, body, job, *args, **kwargs)
+
+    monkeypatch.setattr(module, "_reconcile_locked", spy)
+    await api.create(training("quiet"))
+    job = await eventually(lambda: api.get("Job", NAMESPACE, "quiet-a1"))
+    await eventually(lambda: (operator.ctx.folded.get((NAMESPACE, "quiet")) or {}).get("metadata"))
+    assert operator.ctx.folded[(NAMESPACE, "quiet")] == observed_part(job)  # the launch took it in
+    await api.patch("Job", NAMESPACE, "quiet-a1", {"metadata": {"annotations": {"note": "unrelated"}}})
+    await eventually(lambda: _job_events(operator) >= 2)  # ADDED and MODIFIED delivered
+    await asyncio.sleep(0.3)  # and handled, before the next change could supersede the last one
+    await set_job_status(api, "quiet-a1", RUNNING)
+    await eventually(lambda: phase_is(api, "quiet", "Running"))
+    assert taken == [RUNNING]  # neither the echo nor the annotation's event was reconciled
+
+
+def _job_events(op) -> float:
+    """Job watch events the operator has delivered (its metric)."""
+    metric = op.ctx.metrics.watch_events_total
+    return sum(s.value for m in metric.collect() for s in m.samples
+               if s.name.endswith("_total") and s.labels.get("kind") == "Job")  # fmt: skip

@@ -42,6 +42,9 @@ class OperatorContext:
     # and per training the attempt whose later children this process has made.
     finishing: set[tuple[str, str, int]] = field(default_factory=set)
     finished: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Per training, the Job (observed part, targets.kubernetes.observed_part) its last reconcile
+    # took in, the launch's own included: a Job event equal to it changes nothing (handlers/reconcile).
+    folded: dict[tuple[str, str], Any] = field(default_factory=dict)
     # False while the installed CRD would prune that field (main.record_in_status).
     record_handled: bool = True
     # The essence kopf stores after a handling of a body, as JSON: kopf's diff base storage's,
@@ -85,6 +88,7 @@ class OperatorContext:
         self.early_pods.pop((namespace, name), None)
         self.recorded.pop((namespace, name), None)
         self.finished.pop((namespace, name), None)
+        self.folded.pop((namespace, name), None)
         timer = self.timers.pop((namespace, name), None)
         if timer is not None:
             timer.cancel()

@@ -62,6 +62,8 @@ async def reconcile(
     status patch (all kept in ``ctx.bodies``); a GET only when none is known, or ``reread``.
     """
     async with ctx.lock(namespace, name):
+        if job is not None and not reread and ctx.folded.get((namespace, name)) == job:
+            return  # this Job, as the last reconcile took it in (a launch's own Job echoed): nothing new
         if body is not None:
             ctx.remember(dict(body))
         fresh = None if reread else ctx.cached(namespace, name)
@@ -131,6 +133,9 @@ async def _advance(ctx: OperatorContext, body: Mapping[str, Any], training: Trai
         await ctx.kube.patch_status(training.namespace, training.name, patch)  # cached by ctx
     if handled is not None:
         ctx.recorded[(training.namespace, training.name)] = handled  # written now, or already there
+    if tctx.launched is not None or job is not None:
+        # The Job as this status now reflects it: an event with nothing newer needs no reconcile.
+        ctx.folded[(training.namespace, training.name)] = tctx.launched if tctx.launched is not None else job
     _record(ctx, body, training, patch, result)
     if tctx.unfinished is not None:
         _finish_later(ctx, target, tctx, tctx.unfinished)
