@@ -32,10 +32,17 @@ from nsm_operator.targets.kubernetes import observed_part
 TRAININGS = (API_GROUP, API_VERSION, PLURAL)
 
 
-def child_watches(ctx: OperatorContext) -> list[watches.ChildWatch]:
-    """The operator's own children, watched outside kopf (nsm_operator/watches.py); the API
-    server filters by label, so only trainer Jobs/pods and progress ConfigMaps arrive."""
+def own_watches(ctx: OperatorContext) -> list[watches.ChildWatch]:
+    """What the operator watches outside kopf (nsm_operator/watches.py): the trainings' every
+    event (metrics, the body cache, summaries) and its own children, which the API server filters
+    by label, so only trainer Jobs/pods and progress ConfigMaps arrive.
+
+    kopf keeps the trainings' change handlers (create/resume, spec updates, the Modal finalizer),
+    which need its diff base and retries; an ``on.event`` handler there cost as much again per
+    event as the handler's own work (kopf's per-event invocation, ≈ 4 % of the operator's CPU under
+    a burst: docs/performance.md), for something a plain watch delivers."""
     return [
+        watches.child_watch("NSMTraining", "", lambda event, body: training.on_training_event(ctx, event, body)),
         # Each event is cut to what its handler reads before it is queued (bounded memory).
         watches.child_watch("Job", f"{LABEL_NAME}={TRAINER_APP}",
                             lambda event, body: jobs.on_job_event(ctx, event, body), keep=observed_part),
@@ -134,11 +141,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
         memo.nsm.essence = storage.encoded
     memo.nsm.events.start()
     memo.nsm.spawn(resync.resync_forever(memo.nsm))
-    # The children's watches, over the namespaces kopf serves (nsm-operator's --namespace /
-    # --all-namespaces reach NSM_OPERATOR_NAMESPACES). Their handlers post Events through the
-    # operator's own recorder, so they need nothing of kopf's per-event context.
+    # The trainings' and the children's watches, over the namespaces kopf serves (nsm-operator's
+    # --namespace / --all-namespaces reach NSM_OPERATOR_NAMESPACES). Their handlers post Events
+    # through the operator's own recorder, so they need nothing of kopf's per-event context.
     ctx = memo.nsm
-    memo.child_watchers = watches.start(ctx.kube, child_watches(ctx), cfg.namespaces, ctx.metrics, ctx.spawn,
+    memo.watchers = watches.start(ctx.kube, own_watches(ctx), cfg.namespaces, ctx.metrics, ctx.spawn,
                                         cfg.watch_timeout_seconds)  # fmt: skip
     logger.info("nsm-operator started: namespaces=%s metrics %s:%s", cfg.namespaces or "all", cfg.metrics_address,
                 cfg.metrics_port)
@@ -176,8 +183,3 @@ def _needs_cancel(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
 async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await training.on_external_delete(_ctx(memo), body)
 
-
-@kopf.on.event(*TRAININGS)
-async def training_event(event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str,
-                         memo: kopf.Memo, **_: Any) -> None:  # fmt: skip
-    await training.on_training_event(_ctx(memo), event, body, namespace, name)

@@ -104,7 +104,8 @@ class OperatorMetrics:
         self.event_queue_depth = Gauge(EVENT_QUEUE_DEPTH, "Kubernetes Events waiting to be posted.", registry=r)
         # The children's watches (nsm_operator/watches.py): kind x event type / restart reason.
         self.watch_events_total = Counter(
-            WATCH_EVENTS_TOTAL.removesuffix("_total"), "Child objects received (LISTED: from a relist).",
+            WATCH_EVENTS_TOTAL.removesuffix("_total"),
+            "Objects received by the operator's own watches (LISTED: from a relist).",
             ["kind", "type"], registry=r,
         )  # fmt: skip
         self.watch_restarts_total = Counter(

@@ -1,8 +1,9 @@
-"""Lightweight watches of the operator's own children (attempt Jobs, trainer pods, progress
-ConfigMaps), outside kopf.
+"""Lightweight watches outside kopf: the operator's own children (attempt Jobs, trainer pods,
+progress ConfigMaps) and the trainings' every event (metrics and the body cache; kopf keeps the
+trainings' change handlers).
 
 kopf runs every event through a per-object worker, queue, logger, diff base and body views (≈ 0.6
-ms before a handler runs: py-spy under bench/operator_latency.py); the children's handlers are
+ms before a handler runs: py-spy under bench/operator_latency.py); these handlers are
 plain level-triggered functions that need none of it. So here: LIST, then WATCH from the list's
 resourceVersion (bookmarks on), re-watch from the last resourceVersion when the server ends the
 stream, relist on 410 Gone, back off on connection errors and 5xx, and retry slowly (never in a
@@ -163,6 +164,9 @@ class Watcher:
             return False
         return selector_matches(self.spec.selector, meta.get("labels"))
 
+    def _selector(self) -> dict[str, str]:
+        return {"labelSelector": self.spec.selector} if self.spec.selector else {}  # "": every object
+
     def deliver(self, kind: str | None, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
         uid = meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"
@@ -186,7 +190,7 @@ class Watcher:
     async def relist(self) -> str | None:
         """LIST page by page; returns the resourceVersion to watch from."""
         items: list[dict[str, Any]] = []
-        params = {"labelSelector": self.spec.selector, "limit": PAGE}
+        params = {**self._selector(), "limit": PAGE}
         while True:
             try:
                 page = await self.kube.list_page(self.spec.kind, self.scope, params)
@@ -206,8 +210,7 @@ class Watcher:
 
     async def watch(self, rv: str | None) -> str | None:
         """One watch stream from ``rv``; returns the last resourceVersion seen when it ends."""
-        params = {"labelSelector": self.spec.selector, "allowWatchBookmarks": "true",
-                  "timeoutSeconds": str(self.timeout_seconds)}  # fmt: skip
+        params = {**self._selector(), "allowWatchBookmarks": "true", "timeoutSeconds": str(self.timeout_seconds)}
         if rv:
             params["resourceVersion"] = rv
         try:

@@ -85,4 +85,4 @@ async def test_one_watch_per_kind_however_many_trainings(k8s, api, operator):
         await eventually(lambda n=name: api.get("Job", NAMESPACE, f"{n}-a1"))
     await asyncio.sleep(0.5)
     assert len(list(k8s["list", JOBS][_paged])) == 1
-    assert sorted(w.spec.kind for w in operator.memo.child_watchers) == ["ConfigMap", "Job", "Pod"]
+    assert sorted(w.spec.kind for w in operator.memo.watchers) == ["ConfigMap", "Job", "NSMTraining", "Pod"]

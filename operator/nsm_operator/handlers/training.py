@@ -68,19 +68,23 @@ def progress_patch(body: Mapping[str, Any], price_per_gpu_hour: float, now: date
     return patch
 
 
-async def on_training_event(
-    ctx: OperatorContext, event: Mapping[str, Any], body: Mapping[str, Any], namespace: str, name: str
-) -> None:
-    """Metrics from every change (status included); epochSummary/cost when progress moves."""
+async def on_training_event(ctx: OperatorContext, event: Mapping[str, Any], body: Mapping[str, Any]) -> None:
+    """Every event of a training (the operator's own watch, main.own_watches; a relist's objects
+    come with type None): the body cache, metrics; epochSummary/cost when progress moved without
+    them (the progress mirror writes them itself). A deletion forgets the training."""
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace"), meta.get("name")
+    if not namespace or not name:
+        return
     domain = str((body.get("spec") or {}).get("domain") or "unknown")
     if event.get("type") == "DELETED":
         ctx.metrics.forget_training(namespace, name, domain)
         ctx.forget(namespace, name)
         return
-    ctx.remember(dict(body))
+    ctx.remember(body)
     status = body.get("status") or {}
     ctx.metrics.observe_training(namespace, name, domain, status)
-    if not status.get("progress") or (body.get("metadata") or {}).get("deletionTimestamp"):
+    if not status.get("progress") or meta.get("deletionTimestamp"):
         return
     patch = progress_patch(body, ctx.settings.price_per_gpu_hour, now_utc())
     if patch:
