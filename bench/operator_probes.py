@@ -1,6 +1,6 @@
 """What ``bench/operator_latency.py`` reads besides its own Job watch: a process's CPU and peak
-RSS from /proc, when its CPU goes quiet, the API server's audit log (requests per client), and the
-namespace's Events."""
+RSS from /proc, when its CPU goes quiet, the API server's audit log (requests per client, and
+training -> Job latencies on the API server's clock), and the namespace's Events."""
 
 from __future__ import annotations
 
@@ -104,6 +104,41 @@ class AuditLog:
                     what = "/".join(filter(None, (ref.get("resource"), ref.get("subresource"))))
                     seen.setdefault(entry["auditID"], f"{entry.get('userAgent', '')}|{entry.get('verb')} {what}")
         return Counter(seen.values())
+
+
+    def create_latencies(self, start: int, namespace: str, job_suffix: str = "-a1") -> dict[str, float] | None:
+        """Per training of ``namespace``: seconds from the API server receiving its creation to
+        the API server answering the creation of its Job ``<name><job_suffix>``, both read from
+        the audit log (the API server's clock, microseconds) written after ``start``; None
+        without an audit log. Unlike a client's watch, nothing on the client side (its threads,
+        its deserialising, the machine's load on it) is in the figure."""
+        if self.path is None:
+            return None
+        trainings: dict[str, float] = {}
+        jobs: dict[str, float] = {}
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line being written
+                ref = entry.get("objectRef") or {}
+                if entry.get("verb") != "create" or ref.get("namespace") != namespace or ref.get("subresource"):
+                    continue
+                code = (entry.get("responseStatus") or {}).get("code")
+                if entry.get("stage") != "ResponseComplete" or not isinstance(code, int) or code >= 300:
+                    continue  # a refused create (409 of a retry …) made nothing
+                name = ref.get("name") or ""
+                if ref.get("resource") == "nsmtrainings":
+                    received = parse_time(entry.get("requestReceivedTimestamp"))
+                    if received is not None:
+                        trainings[name] = received.timestamp()
+                elif ref.get("resource") == "jobs" and name.endswith(job_suffix):
+                    done = parse_time(entry.get("stageTimestamp"))
+                    if done is not None:
+                        jobs[name.removesuffix(job_suffix)] = done.timestamp()
+        return {n: jobs[n] - t for n, t in trainings.items() if n in jobs}
 
 
 def operator_requests(per_agent: Counter[str] | None) -> tuple[int | None, dict[str, int]]:

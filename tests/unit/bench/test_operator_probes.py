@@ -48,9 +48,41 @@ def test_requests_are_counted_once_per_audit_id_inside_the_window_and_only_the_o
                      "Python/3.11 aiohttp/3.14.5|patch nsmtrainings/status": 1}  # fmt: skip
 
 
+def _create(name: str, resource: str, received: str, done: str, namespace: str = "ns", code: int = 201,
+            stage: str = "ResponseComplete") -> str:  # fmt: skip
+    return json.dumps({"auditID": f"{resource}-{name}-{code}", "stage": stage, "verb": "create",
+                       "objectRef": {"resource": resource, "namespace": namespace, "name": name},
+                       "responseStatus": {"code": code}, "requestReceivedTimestamp": received,
+                       "stageTimestamp": done})  # fmt: skip
+
+
+def test_create_latencies_go_from_the_trainings_arrival_to_its_jobs_creation(tmp_path):
+    log = tmp_path / "audit.log"
+    log.write_text(_create("old", "nsmtrainings", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00.01Z") + "\n")
+    audit = AuditLog(log)
+    start = audit.offset()
+    lines = [
+        _create("t1", "nsmtrainings", "2026-01-01T00:00:01.000000Z", "2026-01-01T00:00:01.020000Z"),
+        _create("t1-a1", "jobs", "2026-01-01T00:00:01.500000Z", "2026-01-01T00:00:01.750000Z"),
+        _create("t1-a1", "jobs", "2026-01-01T00:00:03Z", "2026-01-01T00:00:03.1Z", code=409),  # a retry's 409
+        _create("t2", "nsmtrainings", "2026-01-01T00:00:02Z", "2026-01-01T00:00:02.01Z"),
+        _create("t2-a1", "jobs", "2026-01-01T00:00:02.1Z", "2026-01-01T00:00:02.2Z", stage="ResponseStarted"),
+        _create("t2-a2", "jobs", "2026-01-01T00:00:09Z", "2026-01-01T00:00:09.1Z"),  # a later attempt's
+        _create("t3", "nsmtrainings", "2026-01-01T00:00:02Z", "2026-01-01T00:00:02.01Z"),
+        _create("t3-a1", "jobs", "2026-01-01T00:00:02Z", "2026-01-01T00:00:02.4Z", namespace="other"),
+        _create("old-a1", "jobs", "2026-01-01T00:00:04Z", "2026-01-01T00:00:04.5Z"),  # its training came before
+        '{"auditID": "half a line',
+    ]
+    with open(log, "a") as f:
+        f.write("\n".join(lines))
+    latencies = audit.create_latencies(start, "ns")
+    assert list(latencies) == ["t1"] and latencies["t1"] == pytest.approx(0.75)
+
+
 def test_without_an_audit_log_nothing_is_counted(tmp_path):
     audit = AuditLog(tmp_path / "absent.log")
     assert operator_requests(audit.requests(audit.offset(), 0, 1e10)) == (None, {})
+    assert audit.create_latencies(audit.offset(), "ns") is None
 
 
 def test_gc_summary_sums_each_generations_collections():
