@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 
 URGENT, NORMAL, LATER = 0, 1, 2
+LEVELS = {URGENT: "urgent", NORMAL: "normal", LATER: "later"}  # as the metrics label them
 
 _PRIORITY: ContextVar[int] = ContextVar("nsm_operator_request_priority", default=NORMAL)
 
@@ -62,6 +63,15 @@ class Admission:
     @property
     def waiting(self) -> int:
         return sum(1 for entry in self._waiting if not entry[2].done())
+
+    def snapshot(self) -> tuple[dict[str, int], int]:
+        """Requests waiting per priority (by name, every level present) and requests in flight:
+        read when metrics are scraped (``OperatorMetrics.admission``), never per request."""
+        waiting = dict.fromkeys(LEVELS.values(), 0)
+        for level, _, waiter in list(self._waiting):
+            if not waiter.done():
+                waiting[LEVELS.get(level, str(level))] = waiting.get(LEVELS.get(level, str(level)), 0) + 1
+        return waiting, self.in_flight
 
     @contextlib.asynccontextmanager
     async def slot(self, level: int | None = None) -> AsyncIterator[None]:

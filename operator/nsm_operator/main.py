@@ -130,6 +130,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     tune_tls_reads(cfg.tls_read_bytes)
     kube = Kube(connection_info(settings), request_timeout=cfg.request_timeout_seconds)
     metrics = OperatorMetrics()
+    metrics.describe_admission(kube.admission.snapshot)
     metrics.serve(cfg.metrics_port, cfg.metrics_address)
     memo.nsm = OperatorContext(settings=cfg, kube=kube, metrics=metrics)
     # The diff base's store asks whether the handler's status write already recorded it; an

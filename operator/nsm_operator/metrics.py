@@ -6,10 +6,12 @@ deleted, so cardinality is bounded by the number of live NSMTrainings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from nsm_operator.diagnosis import waiting_reason
 
@@ -39,6 +41,8 @@ EVENT_OUTCOMES = ("posted", "patched", "deduplicated", "dropped_overflow", "drop
 WATCH_EVENTS_TOTAL = "nsm_operator_watch_events_total"
 WATCH_RESTARTS_TOTAL = "nsm_operator_watch_restarts_total"
 WATCH_HANDLER_ERRORS_TOTAL = "nsm_operator_watch_handler_errors_total"
+API_REQUESTS_WAITING = "nsm_operator_api_requests_waiting"
+API_REQUESTS_IN_FLIGHT = "nsm_operator_api_requests_in_flight"
 
 METRIC_NAMES = (
     TRAININGS, ATTEMPTS_TOTAL, RETRIES_TOTAL, FAILURES_TOTAL, RECONCILE_ERRORS_TOTAL,
@@ -46,8 +50,31 @@ METRIC_NAMES = (
     TRAINING_BEST_VAL_LOSS, TRAINING_VAL_ACCURACY, TRAINING_MIN_CLASS_ACCURACY, TRAINING_ATTEMPTS,
     TRAINING_COST_USD, TRAINING_PROGRESS_TIMESTAMP, TRAINING_PHASE, TRAINING_WAITING, TRAININGS_WAITING,
     EVENTS_TOTAL, EVENT_QUEUE_DEPTH,
-    WATCH_EVENTS_TOTAL, WATCH_RESTARTS_TOTAL, WATCH_HANDLER_ERRORS_TOTAL,
+    WATCH_EVENTS_TOTAL, WATCH_RESTARTS_TOTAL, WATCH_HANDLER_ERRORS_TOTAL, API_REQUESTS_WAITING, API_REQUESTS_IN_FLIGHT,
 )  # fmt: skip
+
+# (waiting requests per priority name, requests in flight): Admission.snapshot
+AdmissionSnapshot = Callable[[], "tuple[dict[str, int], int]"]
+
+
+class _AdmissionCollector(Collector):
+    """The operator client's admission (nsm_operator/admission.py), read at scrape time: what
+    waits for the API server, by priority, costs nothing per request."""
+
+    def __init__(self, metrics: "OperatorMetrics") -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.metrics.admission
+        waiting, in_flight = snapshot() if snapshot is not None else ({}, 0)
+        family = GaugeMetricFamily(API_REQUESTS_WAITING, "Operator API requests waiting for a slot, by priority "
+                                   "(urgent: a launch's ServiceAccount and Job; normal: status writes, reads, "
+                                   "Events; later: the children a pod needs only later).", labels=["priority"])  # fmt: skip
+        for priority, count in sorted(waiting.items()):
+            family.add_metric([priority], count)
+        yield family
+        yield GaugeMetricFamily(API_REQUESTS_IN_FLIGHT, "Operator API requests in flight (at most the pool's 64).",
+                                value=in_flight)  # fmt: skip
 
 _TRAINING_LABELS = ("namespace", "name", "domain")
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300, 900, 3600)
@@ -59,6 +86,8 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self.admission: AdmissionSnapshot | None = None  # set by describe_admission (main.startup)
+        r.register(_AdmissionCollector(self))
         self.trainings = Gauge(TRAININGS, "NSMTrainings by phase.", ["phase"], registry=r)
         self.attempts_total = Counter(
             ATTEMPTS_TOTAL.removesuffix("_total"), "Attempts started.", ["namespace", "domain"], registry=r
@@ -119,6 +148,10 @@ class OperatorMetrics:
         )  # fmt: skip
         self._phases: dict[tuple[str, str], str] = {}  # (namespace, name) -> phase
         self._waiting: dict[tuple[str, str], str] = {}  # (namespace, name) -> status.reason
+
+    def describe_admission(self, snapshot: AdmissionSnapshot) -> None:
+        """Expose the client's admission (``Admission.snapshot``) from now on."""
+        self.admission = snapshot
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         """Start the /metrics HTTP endpoint on ``address`` in a background thread (port 0: don't serve)."""

@@ -56,3 +56,32 @@ def test_waiting_gauges_follow_status_reason_while_pending():
     assert waiting("ImagePullBackOff") is None and total("ImagePullBackOff") == 0
     om.forget_training("ns", "u", "causal")
     assert total("Unschedulable") == 0
+
+
+async def test_admission_gauges_say_what_waits_by_priority():
+    """Read at scrape time from the client's admission: requests waiting per priority, in flight."""
+    import asyncio
+
+    from nsm_operator.admission import LATER, NORMAL, URGENT, Admission
+
+    om = m.OperatorMetrics()
+    assert f"{m.API_REQUESTS_IN_FLIGHT} 0.0" in _text(om)  # no client yet: nothing in flight
+    admission = Admission(2, shared=1)
+    om.describe_admission(admission.snapshot)
+    release = asyncio.Event()
+
+    async def hold(level):
+        async with admission.slot(level):
+            await release.wait()
+
+    tasks = [asyncio.create_task(hold(level)) for level in (NORMAL, URGENT, LATER, NORMAL, URGENT)]
+    await asyncio.sleep(0.01)
+    text = _text(om)
+    # NORMAL took the one shared slot and URGENT the other; the rest wait, whatever their priority.
+    assert f"{m.API_REQUESTS_IN_FLIGHT} 2.0" in text
+    for priority, count in (("urgent", 1), ("normal", 1), ("later", 1)):
+        assert f'{m.API_REQUESTS_WAITING}{{priority="{priority}"}} {count}.0' in text, (priority, text)
+    release.set()
+    await asyncio.gather(*tasks)
+    text = _text(om)
+    assert f"{m.API_REQUESTS_IN_FLIGHT} 0.0" in text and f'{m.API_REQUESTS_WAITING}{{priority="later"}} 0.0' in text
