@@ -8,7 +8,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,26 +85,31 @@ class AuditLog:
     def offset(self) -> int:
         return self.path.stat().st_size if self.path else 0
 
+    def entries(self, start: int) -> Iterator[dict[str, Any]]:
+        """The audit entries written after ``start`` (a line still being written is skipped)."""
+        if self.path is None:
+            return
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            for line in f:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
     def requests(self, start: int, t0: float, t1: float) -> Counter[str] | None:
         """Distinct requests (audit IDs) received in [t0, t1] (epoch seconds) written after
         ``start``, per "user agent|verb resource[/subresource]"; None without an audit log."""
         if self.path is None:
             return None
         seen: dict[str, str] = {}
-        with open(self.path, "rb") as f:
-            f.seek(start)
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line being written
-                received = parse_time(entry.get("requestReceivedTimestamp"))
-                if received is not None and t0 <= received.timestamp() <= t1:
-                    ref = entry.get("objectRef") or {}
-                    what = "/".join(filter(None, (ref.get("resource"), ref.get("subresource"))))
-                    seen.setdefault(entry["auditID"], f"{entry.get('userAgent', '')}|{entry.get('verb')} {what}")
+        for entry in self.entries(start):
+            received = parse_time(entry.get("requestReceivedTimestamp"))
+            if received is not None and t0 <= received.timestamp() <= t1:
+                ref = entry.get("objectRef") or {}
+                what = "/".join(filter(None, (ref.get("resource"), ref.get("subresource"))))
+                seen.setdefault(entry["auditID"], f"{entry.get('userAgent', '')}|{entry.get('verb')} {what}")
         return Counter(seen.values())
-
 
     def create_latencies(self, start: int, namespace: str, job_suffix: str = "-a1") -> dict[str, float] | None:
         """Per training of ``namespace``: seconds from the API server receiving its creation to
@@ -116,28 +121,22 @@ class AuditLog:
             return None
         trainings: dict[str, float] = {}
         jobs: dict[str, float] = {}
-        with open(self.path, "rb") as f:
-            f.seek(start)
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line being written
-                ref = entry.get("objectRef") or {}
-                if entry.get("verb") != "create" or ref.get("namespace") != namespace or ref.get("subresource"):
-                    continue
-                code = (entry.get("responseStatus") or {}).get("code")
-                if entry.get("stage") != "ResponseComplete" or not isinstance(code, int) or code >= 300:
-                    continue  # a refused create (409 of a retry …) made nothing
-                name = ref.get("name") or ""
-                if ref.get("resource") == "nsmtrainings":
-                    received = parse_time(entry.get("requestReceivedTimestamp"))
-                    if received is not None:
-                        trainings[name] = received.timestamp()
-                elif ref.get("resource") == "jobs" and name.endswith(job_suffix):
-                    done = parse_time(entry.get("stageTimestamp"))
-                    if done is not None:
-                        jobs[name.removesuffix(job_suffix)] = done.timestamp()
+        for entry in self.entries(start):
+            ref = entry.get("objectRef") or {}
+            if entry.get("verb") != "create" or ref.get("namespace") != namespace or ref.get("subresource"):
+                continue
+            code = (entry.get("responseStatus") or {}).get("code")
+            if entry.get("stage") != "ResponseComplete" or not isinstance(code, int) or code >= 300:
+                continue  # a refused create (409 of a retry …) made nothing
+            name = ref.get("name") or ""
+            if ref.get("resource") == "nsmtrainings":
+                received = parse_time(entry.get("requestReceivedTimestamp"))
+                if received is not None:
+                    trainings[name] = received.timestamp()
+            elif ref.get("resource") == "jobs" and name.endswith(job_suffix):
+                done = parse_time(entry.get("stageTimestamp"))
+                if done is not None:
+                    jobs[name.removesuffix(job_suffix)] = done.timestamp()
         return {n: jobs[n] - t for n, t in trainings.items() if n in jobs}
 
 
