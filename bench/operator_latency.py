@@ -65,9 +65,9 @@ from operator_probes import (  # noqa: E402 - after the path set-up
 )  # fmt: skip
 
 OPERATORS = ("project", "minimal")
-FIELDS = ("p50", "p99", "api_p50", "api_p99", "drain_seconds", "operator_cpu_seconds", "peak_rss_mb", "requests_per_training",
-          "event_requests_per_training", "events_trailing_seconds", "scheduler_trailing_seconds", "idle_rss_mb",
-          "apiserver_cpu_seconds", "etcd_cpu_seconds")  # fmt: skip
+FIELDS = ("p50", "p99", "api_p50", "api_p99", "drain_seconds", "operator_cpu_seconds", "peak_rss_mb",
+          "requests_per_training", "event_requests_per_training", "events_trailing_seconds",
+          "scheduler_trailing_seconds", "idle_rss_mb", "apiserver_cpu_seconds", "etcd_cpu_seconds")  # fmt: skip
 
 
 def free_port() -> int:

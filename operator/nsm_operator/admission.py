@@ -68,9 +68,10 @@ class Admission:
         """Requests waiting per priority (by name, every level present) and requests in flight:
         read when metrics are scraped (``OperatorMetrics.admission``), never per request."""
         waiting = dict.fromkeys(LEVELS.values(), 0)
-        for level, _, waiter in list(self._waiting):
+        for level, _, waiter in self._waiting:
             if not waiter.done():
-                waiting[LEVELS.get(level, str(level))] = waiting.get(LEVELS.get(level, str(level)), 0) + 1
+                name = LEVELS.get(level, str(level))
+                waiting[name] = waiting.get(name, 0) + 1
         return waiting, self.in_flight
 
     @contextlib.asynccontextmanager

@@ -32,7 +32,7 @@ SHARED = 8  # of them, the requests that are not a launch's: status writes, read
 # Seconds an idle pooled connection is kept (aiohttp's default: 15). The API server keeps an idle
 # connection 90 s (k8s.io/apiserver's secure serving, as client-go's transport does), so at 60 the
 # client always closes first; at 15 the pod and Event writes trailing a burst opened new TLS
-# connections, a handshake each (2 % of the operator's CPU under the 1000-training burst, py-spy).
+# connections, a handshake each (1 % of the operator's CPU under the 1000-training burst, py-spy).
 KEEPALIVE = 60.0
 
 # kind -> (apiVersion, plural) of everything the operator touches.

@@ -38,9 +38,9 @@ def own_watches(ctx: OperatorContext) -> list[watches.ChildWatch]:
     by label, so only trainer Jobs/pods and progress ConfigMaps arrive.
 
     kopf keeps the trainings' change handlers (create/resume, spec updates, the Modal finalizer),
-    which need its diff base and retries; an ``on.event`` handler there cost as much again per
-    event as the handler's own work (kopf's per-event invocation, ≈ 4 % of the operator's CPU under
-    a burst: docs/performance.md), for something a plain watch delivers."""
+    which need its diff base and retries; kopf's invocation of an ``on.event`` handler there cost
+    ten times the handler's own work (≈ 5 % of the operator's CPU under a burst:
+    docs/performance.md), for something a plain watch delivers."""
     return [
         watches.child_watch("NSMTraining", "", lambda event, body: training.on_training_event(ctx, event, body)),
         # Each event is cut to what its handler reads before it is queued (bounded memory).
@@ -147,7 +147,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logg
     # through the operator's own recorder, so they need nothing of kopf's per-event context.
     ctx = memo.nsm
     memo.watchers = watches.start(ctx.kube, own_watches(ctx), cfg.namespaces, ctx.metrics, ctx.spawn,
-                                        cfg.watch_timeout_seconds)  # fmt: skip
+                                  cfg.watch_timeout_seconds)  # fmt: skip
     logger.info("nsm-operator started: namespaces=%s metrics %s:%s", cfg.namespaces or "all", cfg.metrics_address,
                 cfg.metrics_port)
 
@@ -183,4 +183,3 @@ def _needs_cancel(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
 @kopf.on.delete(*TRAININGS, when=_needs_cancel)
 async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await training.on_external_delete(_ctx(memo), body)
-

@@ -69,7 +69,8 @@ class _AdmissionCollector(Collector):
         waiting, in_flight = snapshot() if snapshot is not None else ({}, 0)
         family = GaugeMetricFamily(API_REQUESTS_WAITING, "Operator API requests waiting for a slot, by priority "
                                    "(urgent: a launch's ServiceAccount and Job; normal: status writes, reads, "
-                                   "Events; later: the children a pod needs only later).", labels=["priority"])  # fmt: skip
+                                   "Events; later: the children a pod needs only later).",
+                                   labels=["priority"])  # fmt: skip
         for priority, count in sorted(waiting.items()):
             family.add_metric([priority], count)
         yield family

@@ -178,7 +178,7 @@ class Watcher:
         else:
             self.known[uid] = _slim(body)
         counter = self._counters.get(kind)
-        if counter is None:  # prometheus_client's labels() per event was 1 % of a burst's CPU
+        if counter is None:  # prometheus_client's labels() per event: 0.8 % of a burst's CPU
             counter = self._counters[kind] = self.metrics.watch_events_total.labels(self.spec.kind, kind or "LISTED")
         counter.inc()
         self.dispatcher.submit(uid, kind, (self.spec.keep or without_managed_fields)(body))
